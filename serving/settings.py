@@ -1,0 +1,53 @@
+"""Service settings (`configs/serve.yaml`), validated like the job configs."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from features.config_io import parse_model, read_yaml
+
+DEFAULT_CONFIG = Path("configs/serve.yaml")
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModelSpec(Strict):
+    family: Literal["segmenter", "forecaster", "recommender"]
+    name: str = Field(description="registered model name")
+    alias: str = "champion"
+
+
+class Limits(Strict):
+    max_batch: int = Field(1000, ge=1, description="rows per /segment, /forecast or /recommend request")
+    max_horizon: int = Field(104, ge=1, description="periods per forecast")
+    max_k: int = Field(50, ge=1, description="recommendations per basket")
+    max_basket_items: int = Field(500, ge=1)
+    max_kpi_rows: int = Field(200_000, ge=1, description="order lines per /kpis request")
+    max_body_bytes: int = Field(50 * 1024 * 1024, ge=1024)
+
+
+class ServeSettings(Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(3000, ge=1, le=65535)
+    tracking_uri: str | None = None
+    models: list[ModelSpec] = Field(default_factory=list)
+    reload_interval_s: float = Field(30.0, ge=0, description="0 turns hot-reload off")
+    limits: Limits = Limits()
+    api_token_env: str = Field("ECOMLAB_API_TOKEN", description="environment variable that holds the API token")
+    workers: int = Field(1, ge=1)
+
+
+def load_settings(path: str | Path | None = None) -> ServeSettings:
+    """Settings from `path`, `ECOMLAB_SERVE_CONFIG`, or configs/serve.yaml; defaults when none exists."""
+    chosen = Path(path or os.environ.get("ECOMLAB_SERVE_CONFIG") or DEFAULT_CONFIG)
+    if not chosen.exists():
+        if path is not None or os.environ.get("ECOMLAB_SERVE_CONFIG"):
+            read_yaml(chosen)  # raises ConfigError: config file not found
+        return ServeSettings()
+    return parse_model(ServeSettings, read_yaml(chosen), chosen)

@@ -1,0 +1,74 @@
+"""Job configs (`configs/<job>.yaml`): one validated, frozen model per file; a typo fails before any work."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from features.config_io import ConfigError, apply_overrides, parse_model, read_yaml
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Tuning(Strict):
+    n_trials: int = Field(20, ge=1)
+    timeout: float | None = Field(None, gt=0, description="seconds for the whole study")
+    n_jobs: int = Field(1, ge=1)
+    seed: int = 42
+    storage: str | None = Field(None, description="Optuna RDB URL, e.g. sqlite:///optuna.db; in-memory when absent")
+    study_name: str | None = None
+
+
+class Registry(Strict):
+    model_name: str
+    promote: Literal["auto", "never"] = "auto"
+
+
+class JobConfig(Strict):
+    job: str
+    family: Literal["segmenter", "forecaster", "recommender"]
+    data: str = Field(description="a data source config, relative to this file or the working directory")
+    experiment: str
+    tracking_uri: str | None = None
+    tuning: Tuning = Tuning()
+    registry: Registry
+    kpi_context: bool = True
+    model: dict[str, Any] = Field(default_factory=dict)
+    source_file: str = ""
+
+    def data_path(self) -> Path:
+        """The data config: relative to the job config's folder first, then to the working directory."""
+        p = Path(self.data)
+        if p.is_absolute():
+            return p
+        beside = Path(self.source_file).parent / p
+        return beside if beside.exists() else p
+
+
+def load_job_config(path: str | Path, overrides: list[str] | None = None) -> tuple[JobConfig, BaseModel]:
+    """(job config, the family's validated `model:` section), or a ConfigError naming file and key."""
+    from training.families import family_for
+
+    path = Path(path)
+    data = apply_overrides(read_yaml(path), overrides or [], path)
+    data["source_file"] = str(path)
+    job = parse_model(JobConfig, data, path)
+    family = family_for(job.family)
+    try:
+        model_cfg = parse_model(family.config_model, job.model, path)
+    except ConfigError as exc:
+        raise ConfigError(str(exc).replace(f"{path}: ", f"{path}: model.")) from None
+    if not job.data_path().exists():
+        raise ConfigError(f"{path}: data: data config not found: {job.data}")
+    return job, model_cfg
+
+
+def resolved_yaml(job: JobConfig, model_cfg: BaseModel) -> dict[str, Any]:
+    """The config as it ran (defaults filled in, overrides applied), for logging."""
+    out = job.model_dump(exclude={"source_file"})
+    out["model"] = model_cfg.model_dump(mode="json")
+    return out
