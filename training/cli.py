@@ -19,6 +19,10 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DO_NOT_TRACK", "true")
 os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
 os.environ.setdefault("MPLBACKEND", "Agg")
+os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "ERROR")
+
+import logging  # noqa: E402
+import warnings  # noqa: E402
 
 import typer  # noqa: E402
 from rich.console import Console  # noqa: E402
@@ -36,6 +40,19 @@ app.add_typer(models_app, name="models")
 
 console = Console()
 err = Console(stderr=True)
+
+
+def quiet_libraries() -> None:
+    """Library chatter (MLflow's schema hints, pickling notes) belongs in logs, not on the user's screen."""
+    warnings.filterwarnings("ignore", category=UserWarning)
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    for name in ("mlflow", "alembic", "optuna", "bentoml"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+@app.callback()
+def _setup() -> None:
+    quiet_libraries()
 
 EXIT_FAILED, EXIT_USAGE = 1, 2
 

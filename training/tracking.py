@@ -39,7 +39,7 @@ CHAMPION, CHALLENGER = "champion", "challenger"
 RUNTIME_PACKAGES = ["mlflow", "pandas", "numpy", "scikit-learn", "statsmodels", "pyfim", "scipy", "cloudpickle"]
 REPORTED_PACKAGES = [*RUNTIME_PACKAGES, "bentoml", "optuna", "mlxtend", "pandera", "pydantic"]
 
-for noisy in ("mlflow", "alembic", "urllib3"):
+for noisy in ("alembic", "urllib3"):
     logging.getLogger(noisy).setLevel(logging.WARNING)
 
 

@@ -1,0 +1,135 @@
+"""Request and response models of the service: strict types, no unknown fields, finite numbers.
+
+BentoML's pydantic inputs are lax by default ("7" becomes 7, extra fields ignored); these are not.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+STRICT = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+
+
+class Out(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# ---- /segment ----
+
+
+class CustomerRow(BaseModel):
+    """Raw customer feature values, as `features.customers` computes them; unused features may be omitted."""
+
+    model_config = STRICT
+    customer_id: str | None = Field(None, max_length=200)
+    recency: float | None = Field(None, ge=0, description="days since the last purchase")
+    frequency: float | None = Field(None, ge=0, description="distinct orders")
+    monetary: float | None = Field(None, description="net sales revenue")
+    quantity: float | None = Field(None, description="units bought")
+    tenure: float | None = Field(None, ge=0, description="days since the first purchase")
+    aov: float | None = Field(None, description="average order value")
+    return_rate: float | None = Field(None, ge=0, le=1, description="returned units / bought units")
+
+
+class SegmentRequest(BaseModel):
+    model_config = STRICT
+    customers: list[CustomerRow] = Field(min_length=1)
+
+
+class SegmentResult(Out):
+    customer_id: str | None
+    segment_id: int
+    segment_name: str
+
+
+class SegmentResponse(Out):
+    model: str
+    version: str
+    segments: list[SegmentResult]
+
+
+# ---- /forecast ----
+
+
+class ForecastQuery(BaseModel):
+    model_config = STRICT
+    series_id: str = Field(min_length=1, max_length=500)
+    horizon: int = Field(ge=1)
+    levels: list[int] | None = Field(None, min_length=1, max_length=5)
+    exog: dict[str, list[float]] | None = None
+
+
+class ForecastRequest(BaseModel):
+    model_config = STRICT
+    queries: list[ForecastQuery] = Field(min_length=1)
+
+
+class ForecastPoint(Out):
+    step: int
+    ds: str
+    yhat: float
+    intervals: dict[str, list[float]] = Field(description='level -> [lower, upper], e.g. {"95": [lo, hi]}')
+
+
+class SeriesForecast(Out):
+    series_id: str
+    model: str = Field(description="the model that forecasts this series (e.g. SARIMAX order or seasonal naive)")
+    points: list[ForecastPoint]
+
+
+class ForecastResponse(Out):
+    model: str
+    version: str
+    forecasts: list[SeriesForecast]
+
+
+# ---- /recommend ----
+
+
+class Basket(BaseModel):
+    model_config = STRICT
+    items: list[str] = Field(min_length=1)
+    k: int | None = Field(None, ge=1)
+
+
+class RecommendRequest(BaseModel):
+    model_config = STRICT
+    baskets: list[Basket] = Field(min_length=1)
+    k: int = Field(5, ge=1)
+
+
+class Recommendation(Out):
+    item: str
+    score: float
+    rules: list[str] = Field(description="the rule(s) that fired, as 'antecedent -> consequent'")
+
+
+class BasketRecommendations(Out):
+    recommendations: list[Recommendation]
+    unknown_items: list[str]
+
+
+class RecommendResponse(Out):
+    model: str
+    version: str
+    results: list[BasketRecommendations]
+
+
+# ---- /models ----
+
+
+class ServedModel(Out):
+    family: str
+    name: str
+    alias: str
+    version: str | None
+    run_id: str | None
+    metrics: dict[str, float]
+    status: str
+    error: str | None
+
+
+class ModelsResponse(Out):
+    models: list[ServedModel]
+    registry: str
+    registry_error: str | None

@@ -1,0 +1,125 @@
+"""The ecomlab model service: registered champions over HTTP, loaded once, never fitted in a request.
+
+Start it with `ecomlab serve` or `bentoml serve serving.service:EcomlabService`. Settings come from
+`ECOMLAB_SERVE_CONFIG` or configs/serve.yaml (host 127.0.0.1 unless told otherwise).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("DO_NOT_TRACK", "true")
+os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
+
+import bentoml  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from bentoml.exceptions import BentoMLException, InvalidArgument, ServiceUnavailable  # noqa: E402
+from starlette.exceptions import HTTPException  # noqa: E402
+
+from serving.schemas import (  # noqa: E402
+    CustomerRow,
+    ModelsResponse,
+    SegmentRequest,
+    SegmentResponse,
+    SegmentResult,
+    ServedModel,
+)
+from serving.settings import load_settings  # noqa: E402
+from serving.store import ModelStore, ModelUnavailable, Served  # noqa: E402
+
+log = logging.getLogger("ecomlab.serving")
+SETTINGS = load_settings()
+
+
+class TooLarge(BentoMLException):
+    """A batch over the configured limit."""
+
+    error_code = 413  # type: ignore[assignment]
+
+
+def _too_large(field: str, got: int, limit: int) -> TooLarge:
+    exc = TooLarge(f"{field}: {got} items, the limit is {limit} (configs/serve.yaml limits)")
+    from http import HTTPStatus
+
+    exc.error_code = HTTPStatus.REQUEST_ENTITY_TOO_LARGE
+    return exc
+
+
+@bentoml.service(
+    name="ecomlab",
+    http={"host": SETTINGS.host, "port": SETTINGS.port},
+    workers=SETTINGS.workers,
+    traffic={"timeout": 60},
+)
+class EcomlabService:
+    def __init__(self) -> None:
+        self.settings = load_settings()
+        self.store = ModelStore(self.settings)
+        self.store.refresh()
+        self.store.start_reloading()
+
+    def __is_ready__(self) -> bool:
+        ok, reasons = self.store.ready()
+        if not ok:
+            raise HTTPException(status_code=503, detail="not ready: " + "; ".join(reasons))
+        return True
+
+    def _served(self, family: str) -> Served:
+        try:
+            return self.store.get(family)
+        except ModelUnavailable as exc:
+            raise ServiceUnavailable(f"{family} model unavailable: {exc}") from None
+
+    # ---- models ----
+
+    @bentoml.api(route="/segment", input_spec=SegmentRequest)
+    def segment(self, customers: list[CustomerRow]) -> SegmentResponse:
+        """Segment ids and names for a batch of customers' raw feature values."""
+        limit = self.settings.limits.max_batch
+        if len(customers) > limit:
+            raise _too_large("customers", len(customers), limit)
+        served = self._served("segmenter")
+        needed = _input_columns(served.model)
+        frame = pd.DataFrame([c.model_dump() for c in customers])
+        for col in needed:
+            missing = frame.index[frame[col].isna()] if col in frame else frame.index
+            if len(missing):
+                raise InvalidArgument(f"customers[{int(missing[0])}].{col}: required by the served model (features: {needed})")
+        x = frame[needed].astype("float64")
+        x.insert(0, "customer_id", frame["customer_id"].astype("string"))
+        try:
+            out = served.model.predict(x)
+        except Exception as exc:
+            raise InvalidArgument(f"customers: {str(exc).splitlines()[0]}") from None
+        results = [
+            SegmentResult(customer_id=None if pd.isna(cid) else str(cid), segment_id=int(sid), segment_name=str(name))
+            for cid, sid, name in zip(frame["customer_id"], out["segment_id"], out["segment_name"], strict=True)
+        ]
+        return SegmentResponse(model=served.name, version=served.version, segments=results)
+
+    @bentoml.api(route="/models")
+    def models(self) -> ModelsResponse:
+        """Each configured model: name, version, alias, run id, key metrics and status."""
+        rows = [ServedModel(**{k: v for k, v in m.items() if k != "loaded_at"}) for m in self.store.describe()]
+        return ModelsResponse(models=rows, registry=_redact(self.store.uri), registry_error=self.store.registry_error)
+
+
+def _input_columns(model) -> list[str]:
+    """Feature columns the served model needs (its signature minus pass-through ids)."""
+    schema = model.metadata.get_input_schema()
+    names = schema.input_names() if schema is not None else []
+    return [n for n in names if n != "customer_id"]
+
+
+def _redact(uri: str) -> str:
+    """A tracking URI without credentials."""
+    if "@" in uri and "://" in uri:
+        scheme, rest = uri.split("://", 1)
+        return f"{scheme}://***@{rest.split('@', 1)[1]}"
+    return uri
+
+
+__all__ = ["EcomlabService", "np"]
