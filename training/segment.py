@@ -32,11 +32,11 @@ from datetime import date
 from typing import Any, Literal
 
 import mlflow.pyfunc
-from mlflow.exceptions import MlflowException
 import numpy as np
 import optuna
 import pandas as pd
 from matplotlib.figure import Figure
+from mlflow.exceptions import MlflowException
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from sklearn.cluster import KMeans
 from sklearn.metrics import adjusted_rand_score, calinski_harabasz_score, davies_bouldin_score, silhouette_score
@@ -56,7 +56,7 @@ DEFAULT_FEATURE_SETS = {
     "all": list(FEATURES),
 }
 RFM = ["recency", "frequency", "monetary"]
-HIGH, LOW = 0.5, -0.5  # naming thresholds, in standard deviations of signed log1p(feature)
+HIGH, LOW, TOP = 0.5, -0.5, 1.0  # naming thresholds, in standard deviations of signed log1p(feature)
 
 
 # ---- config ----
@@ -77,7 +77,9 @@ def _check_features(names: list[str], what: str) -> list[str]:
 
 class FeatureOptions(Strict):
     candidates: list[str] = Field(default_factory=lambda: list(FEATURES), description="features a model may use")
-    reference_date: date | None = Field(None, description="recency/tenure are counted to it; default: last order date + 1 day")
+    reference_date: date | None = Field(
+        None, description="recency/tenure are counted to it; default: last order date + 1 day"
+    )
 
     @field_validator("candidates")
     @classmethod
@@ -92,14 +94,18 @@ class EvaluationOptions(Strict):
     holdout_fraction: float = Field(0.2, gt=0, lt=1)
     seed: int = 42
     stability_seeds: int = Field(3, ge=1, description="extra K-means seeds the final model is compared with (ARI)")
-    baseline_k: int | None = Field(None, ge=2, description="segments of the RFM baseline; default: middle of the k range")
-    min_segment_share: float = Field(0.01, ge=0, lt=0.5, description="candidates with a smaller segment (train share) score -1")
+    baseline_k: int | None = Field(None, ge=2, description="RFM baseline segments; default: middle of the k range")
+    min_segment_share: float = Field(
+        0.01, ge=0, lt=0.5, description="candidates with a smaller segment (share of train) score -1"
+    )
 
 
 class SearchSpace(Strict):
     k_min: int = Field(2, ge=2)
     k_max: int = Field(8, ge=2)
-    feature_sets: dict[str, list[str]] = Field(default_factory=lambda: {k: list(v) for k, v in DEFAULT_FEATURE_SETS.items()})
+    feature_sets: dict[str, list[str]] = Field(
+        default_factory=lambda: {k: list(v) for k, v in DEFAULT_FEATURE_SETS.items()}
+    )
     transforms: list[Literal["log1p", "none"]] = Field(default_factory=lambda: ["log1p", "none"], min_length=1)
     n_init: list[int] = Field(default_factory=lambda: [3, 10], min_length=1)
 
@@ -248,7 +254,10 @@ def cluster_metrics(x: np.ndarray, labels: np.ndarray) -> dict[str, float]:
     n_labels = len(np.unique(labels))
     if not 2 <= n_labels <= len(labels) - 1:
         return {"calinski_harabasz": float("nan"), "davies_bouldin": float("nan")}
-    return {"calinski_harabasz": float(calinski_harabasz_score(x, labels)), "davies_bouldin": float(davies_bouldin_score(x, labels))}
+    return {
+        "calinski_harabasz": float(calinski_harabasz_score(x, labels)),
+        "davies_bouldin": float(davies_bouldin_score(x, labels)),
+    }
 
 
 def comparable_silhouette(table: pd.DataFrame, cols: list[str], labels: np.ndarray) -> float:
@@ -280,7 +289,8 @@ def score_segmenter(model: Segmenter, holdout: CustomerFeatures, cfg: SegmentCon
         "holdout_segments": float((shares > 0).sum()),
         "min_segment_share": float(shares.min()),
     }
-    details = pd.DataFrame({"segment_id": np.arange(k), "segment_name": [model.names[i] for i in range(k)], "holdout_share": shares})
+    names = [model.names[i] for i in range(k)]
+    details = pd.DataFrame({"segment_id": np.arange(k), "segment_name": names, "holdout_share": shares})
     return Evaluation(objective=-1.0 if degenerate else silhouette, metrics=metrics, details=details)
 
 
@@ -302,7 +312,11 @@ class RFMBaseline:
     @staticmethod
     def _scored(table: pd.DataFrame) -> dict[str, np.ndarray]:
         """Bigger is better on every axis: recency is negated."""
-        return {"r": -table["recency"].to_numpy(), "f": table["frequency"].to_numpy(), "m": table["monetary"].to_numpy()}
+        return {
+            "r": -table["recency"].to_numpy(),
+            "f": table["frequency"].to_numpy(),
+            "m": table["monetary"].to_numpy(),
+        }
 
     def _total(self, scored: dict[str, np.ndarray]) -> np.ndarray:
         return sum(1 + np.searchsorted(self.edges_[c], v, side="right") for c, v in scored.items())
@@ -320,37 +334,38 @@ def segment_z(table: pd.DataFrame, labels: np.ndarray, cols: list[str]) -> pd.Da
 def name_segments(zs: pd.DataFrame, k: int) -> dict[int, str]:
     """Readable, unique names from segment profiles `zs` (segment x feature, see `segment_z`).
 
-    Rules, first match wins (high: z >= 0.5, low: z <= -0.5; recency high = long ago):
-    returners (return_rate z >= 1); high-value loyal (monetary and frequency high, recency <= 0);
-    new (tenure low, recency <= 0); at risk (recency high, frequency or monetary >= 0); lapsed
-    (recency high); big spenders (aov or monetary high); loyal (frequency high); low-value
-    occasional (monetary or frequency low); else regular. Repeated names get " 2", " 3", ... in
-    segment-id order (the highest-revenue segment keeps the plain name).
+    Rules, first match wins (top: z >= 1, high: z >= 0.5, low: z <= -0.5; recency high = long ago):
+    returners (return_rate top); high-value loyal (monetary and frequency top, recency <= 0); new
+    (tenure low, recency <= 0); at risk (recency high, frequency or monetary >= 0); lapsed (recency
+    high); loyal (frequency high); big spenders (aov or monetary high); low-value occasional
+    (monetary or frequency low); else regular. A feature the data lacks counts as average (z = 0).
+    Repeated names get " 2", " 3", ... in segment-id order (the highest-revenue segment keeps the
+    plain name).
     """
     names: dict[int, str] = {}
     seen: dict[str, int] = {}
     for seg in range(k):
-        z = zs.loc[seg] if seg in zs.index else pd.Series(dtype=float)
-        base = _rule_name(lambda f, z=z: float(z.get(f, 0.0)))
+        base = _rule_name({f: float(v) for f, v in zs.loc[seg].items()} if seg in zs.index else {})
         seen[base] = seen.get(base, 0) + 1
         names[seg] = base if seen[base] == 1 else f"{base} {seen[base]}"
     return names
 
 
-def _rule_name(z) -> str:
-    rec, freq, mon = z("recency"), z("frequency"), z("monetary")
-    if z("return_rate") >= 1.0:
+def _rule_name(z: dict[str, float]) -> str:
+    """The first matching rule of `name_segments`."""
+    rec, freq, mon = z.get("recency", 0.0), z.get("frequency", 0.0), z.get("monetary", 0.0)
+    if z.get("return_rate", 0.0) >= TOP:
         return "returners"
-    if mon >= HIGH and freq >= HIGH and rec <= 0:
+    if mon >= TOP and freq >= TOP and rec <= 0:
         return "high-value loyal"
-    if z("tenure") <= LOW and rec <= 0:
+    if z.get("tenure", 0.0) <= LOW and rec <= 0:
         return "new"
     if rec >= HIGH:
         return "at risk" if freq >= 0 or mon >= 0 else "lapsed"
-    if z("aov") >= HIGH or mon >= HIGH:
-        return "big spenders"
     if freq >= HIGH:
         return "loyal"
+    if z.get("aov", 0.0) >= HIGH or mon >= HIGH:
+        return "big spenders"
     if mon <= LOW or freq <= LOW:
         return "low-value occasional"
     return "regular"
@@ -394,10 +409,12 @@ def check_features(frame: pd.DataFrame, features: list[str]) -> pd.DataFrame:
         values = pd.to_numeric(frame[col], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
         bad = ~np.isfinite(values)
         if bad.any():
-            row = frame.index[int(np.argmax(bad))]
-            raw = frame[col].iloc[int(np.argmax(bad))]
+            first = int(np.argmax(bad))
+            raw = frame[col].iloc[first]
+            shown = raw.item() if isinstance(raw, np.generic) else raw
             raise ValueError(
-                f"column {col!r} row {row!r}: value {raw!r} is not a finite number ({int(bad.sum())} bad row(s) in the column)"
+                f"column {col!r} row {frame.index[first]!r}: value {shown!r} is not a finite number "
+                f"({int(bad.sum())} bad row(s) in the column)"
             )
         out[col] = values
     return pd.DataFrame(out, index=frame.index)
@@ -445,7 +462,9 @@ def examples(model: SegmentModel, rows: pd.DataFrame) -> tuple[pd.DataFrame, pd.
 # ---- figures ----
 
 
-def _figures(fitted: Segmenter, feats: CustomerFeatures, cfg: SegmentConfig, k_table: pd.DataFrame) -> dict[str, Figure]:
+def _figures(
+    fitted: Segmenter, feats: CustomerFeatures, cfg: SegmentConfig, k_table: pd.DataFrame
+) -> dict[str, Figure]:
     sample = _scored_sample(feats, cfg)
     return {
         "segments_pca": pca_figure(fitted, sample),
@@ -466,7 +485,8 @@ def pca_figure(fitted: Segmenter, sample: pd.DataFrame) -> Figure:
         m = labels == seg
         ax.scatter(xy[m, 0], xy[m, 1], s=6, alpha=0.6, label=f"{seg}: {name} ({m.sum()})")
     var = pca.explained_variance_ratio_
-    ax.set(xlabel=f"PC1 ({var[0]:.0%})", ylabel=f"PC2 ({var[1]:.0%})", title="Segments (PCA of the model's scaled features)")
+    ax.set(xlabel=f"PC1 ({var[0]:.0%})", ylabel=f"PC2 ({var[1]:.0%})")
+    ax.set_title("Segments (PCA of the model's scaled features)")
     ax.legend(fontsize=8, markerscale=2)
     fig.tight_layout()
     return fig
@@ -482,7 +502,8 @@ def heatmap_figure(profiles: pd.DataFrame) -> Figure:
     ax.set_xticks(range(len(zcols)), [c[2:] for c in zcols], rotation=30, ha="right")
     ax.set_yticks(range(len(profiles)), [f"{i}: {n}" for i, n in zip(profiles["segment_id"], profiles["segment_name"])])
     for (r, c), v in np.ndenumerate(z):
-        ax.text(c, r, f"{v:+.2f}", ha="center", va="center", fontsize=8, color="white" if abs(v) > 0.6 * lim else "black")
+        colour = "white" if abs(v) > 0.6 * lim else "black"
+        ax.text(c, r, f"{v:+.2f}", ha="center", va="center", fontsize=8, color=colour)
     fig.colorbar(im, ax=ax, label="mean z of signed log1p(feature)")
     ax.set_title("Segment profiles (standardised feature means)")
     fig.tight_layout()
@@ -520,10 +541,11 @@ def stability(fitted: Segmenter, feats: CustomerFeatures, cfg: SegmentConfig) ->
     x = feats.table[fitted.features]
     reference = fitted.pipeline.predict(x)
     p, seed = fitted.params, cfg.evaluation.seed
-    scores = [
-        adjusted_rand_score(reference, build_pipeline(p["transform"], int(p["k"]), int(p["n_init"]), seed + i).fit(x).predict(x))
+    refits = (
+        build_pipeline(p["transform"], int(p["k"]), int(p["n_init"]), seed + i).fit(x)
         for i in range(1, cfg.evaluation.stability_seeds + 1)
-    ]
+    )
+    scores = [adjusted_rand_score(reference, refit.predict(x)) for refit in refits]
     return {"stability_ari_mean": float(np.mean(scores)), "stability_ari_min": float(np.min(scores))}
 
 
@@ -566,7 +588,9 @@ class SegmenterFamily:
             "n_init": trial.suggest_categorical("n_init", sorted(set(s.n_init))),
         }
 
-    def evaluate(self, train: CustomerFeatures, holdout: CustomerFeatures, params: dict[str, Any], cfg: SegmentConfig) -> Evaluation:
+    def evaluate(
+        self, train: CustomerFeatures, holdout: CustomerFeatures, params: dict[str, Any], cfg: SegmentConfig
+    ) -> Evaluation:
         return score_segmenter(fit_segmenter(train, params, cfg), holdout, cfg)
 
     def baseline(self, train: CustomerFeatures, holdout: CustomerFeatures, cfg: SegmentConfig) -> Evaluation:

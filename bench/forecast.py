@@ -1,0 +1,282 @@
+"""Sales forecasts side by side: ecomlab's tuned SARIMAX, statsforecast AutoARIMA, seasonal naive.
+
+Same series, same held-out windows for every method: the last `folds` rolling origins of each
+series (`step` = `horizon` periods apart; weekly h=4, daily h=14, 3 folds), each method refitted
+on everything before an origin. ecomlab chooses its models WITHOUT the held-out windows: a small
+study (the family's initial trials, then TPE) backtests configurations on the part of each series
+before its first held-out origin, `best_per_series` picks each series' configuration (seasonal
+naive where none beats it there), and only then are the choices scored on the held-out windows.
+
+Series: UCI Online Retail weekly revenue, total and top-4 countries; 2019 electronics weekly and
+daily total revenue; Superstore weekly sales, total and per category (11 real series, built by
+`features.series.build_series`, partial first/last periods dropped), plus 3 seeded synthetic ones.
+
+statsforecast needs pandas<3: it runs in a throwaway env through `uv run` (bench/_statsforecast_worker.py).
+
+    .venv/bin/python bench/forecast.py [--skip-autoarima] [--trials 12] [--workers 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from features.series import SeriesOptions, SeriesSet, build_series  # noqa: E402
+from training.forecast import (  # noqa: E402
+    BacktestOptions, ForecastConfig, Holdout, evaluate_params, fold_metrics, mase_scale, summarise, tune,
+)
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def _lines(order_id, order_date, quantity, price, **extra) -> pd.DataFrame:
+    quantity = pd.Series(quantity).astype("int64").to_numpy()
+    out = pd.DataFrame({
+        "order_id": pd.array(order_id, dtype="string"),
+        "order_date": pd.to_datetime(order_date).astype("datetime64[ns]"),
+        "product_id": pd.array(["x"] * len(quantity), dtype="string"),
+        "quantity": quantity,
+        "unit_price": np.asarray(price, dtype="float64"),
+        "discount": 0.0,
+        "returned": quantity < 0,
+    })
+    for name, values in extra.items():
+        out[name] = pd.array(values, dtype="string")
+    return out
+
+
+def uci_lines() -> pd.DataFrame:
+    raw = pd.read_csv(DATA / "uci_online_retail" / "online_retail.csv.gz",
+                      dtype={"InvoiceNo": str, "StockCode": str}, parse_dates=["InvoiceDate"])
+    return _lines(raw["InvoiceNo"], raw["InvoiceDate"], raw["Quantity"], raw["UnitPrice"], country=raw["Country"])
+
+
+def electronics_lines() -> pd.DataFrame:
+    files = sorted(glob.glob(str(DATA / "keithgalli_sales_2019" / "Sales_*_2019.csv")))
+    raw = pd.concat([pd.read_csv(f, dtype=str) for f in files], ignore_index=True)
+    raw = raw.dropna(how="all")
+    raw = raw[raw["Order ID"] != "Order ID"]  # repeated header rows
+    dates = pd.to_datetime(raw["Order Date"], format="%m/%d/%y %H:%M")
+    return _lines(raw["Order ID"], dates, raw["Quantity Ordered"].astype(int), raw["Price Each"].astype(float))
+
+
+def superstore_lines() -> pd.DataFrame:
+    raw = pd.read_csv(DATA / "sample_superstore" / "Sample - Superstore.csv", encoding="utf-8-sig")
+    dates = pd.to_datetime(raw["Order Date"], format="%m/%d/%Y")
+    price = raw["Sales"] / raw["Quantity"]  # so quantity * price is the line's Sales
+    return _lines(raw["Order ID"], dates, raw["Quantity"], price, category=raw["Category"])
+
+
+def _named(feats: SeriesSet, prefix: str) -> SeriesSet:
+    feats.frame["unique_id"] = (prefix + "/" + feats.frame["unique_id"].astype(str)).astype("string")
+    return feats
+
+
+def real_series() -> dict[str, SeriesSet]:
+    """Series sets by frequency: 'W' (10 weekly series) and 'D' (1 daily series)."""
+    uci, elec, store = uci_lines(), electronics_lines(), superstore_lines()
+    weekly = [
+        _named(build_series(uci, SeriesOptions(freq="W")), "uci"),
+        _named(build_series(uci, SeriesOptions(freq="W", group_by="country", top_n=4)), "uci"),
+        _named(build_series(elec, SeriesOptions(freq="W")), "electronics_w"),
+        _named(build_series(store, SeriesOptions(freq="W")), "superstore"),
+        _named(build_series(store, SeriesOptions(freq="W", group_by="category")), "superstore"),
+    ]
+    frame = pd.concat([w.frame for w in weekly], ignore_index=True)
+    daily = _named(build_series(elec, SeriesOptions(freq="D")), "electronics_d")
+    partial = pd.concat([w.partial for w in [*weekly, daily]], ignore_index=True)
+    return {"W": SeriesSet(frame, "W", partial=partial), "D": daily}
+
+
+def synthetic_series(seed: int = 7) -> dict[str, SeriesSet]:
+    """Planted patterns: weekly yearly sinusoid + trend, AR(1) weekly, daily weekday pattern."""
+    rng = np.random.default_rng(seed)
+    weeks = pd.date_range("2016-01-04", periods=208, freq="W-MON")
+    t = np.arange(len(weeks))
+    seasonal = 1000 + 300 * np.sin(2 * np.pi * weeks.dayofyear / 365.25) + 2 * t + rng.normal(0, 60, len(t))
+    ar = np.zeros(len(t))
+    for i in range(1, len(t)):
+        ar[i] = 0.7 * ar[i - 1] + rng.normal(0, 50)
+    days = pd.date_range("2019-01-01", periods=365, freq="D")
+    weekday = 500 + np.array([0, 20, 40, 60, 150, 250, -100])[days.dayofweek] + rng.normal(0, 30, len(days))
+    w = pd.concat([
+        pd.DataFrame({"unique_id": "synthetic/yearly_sine", "ds": weeks, "y": seasonal}),
+        pd.DataFrame({"unique_id": "synthetic/ar1", "ds": weeks, "y": 800 + ar}),
+    ], ignore_index=True)
+    d = pd.DataFrame({"unique_id": "synthetic/weekday", "ds": days, "y": weekday})
+    for f in (w, d):
+        f["unique_id"] = f["unique_id"].astype("string")
+    return {"W": SeriesSet(w, "W"), "D": SeriesSet(d, "D")}
+
+
+HORIZON = {"W": 4, "D": 14}
+FOLDS = 3
+WORKER = Path(__file__).resolve().parent / "_statsforecast_worker.py"
+UV_WITH = ["--with", "statsforecast==2.1.1", "--with", "pandas==2.3.3"]
+
+
+@dataclass
+class Result:
+    """One method's per-series scores on the held-out windows and what it cost."""
+
+    name: str
+    per_series: pd.DataFrame
+    seconds: float
+    failed: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    def mean(self, column: str, ids: list[str]) -> float:
+        return float(self.per_series.set_index("unique_id").loc[ids, column].mean())
+
+
+def config(freq: str, workers: int) -> ForecastConfig:
+    return ForecastConfig(series=SeriesOptions(freq=freq), backtest=BacktestOptions(folds=FOLDS, horizon=HORIZON[freq]),
+                          max_workers=workers)
+
+
+def run_fixed(sets: dict[str, SeriesSet], params: dict, name: str, workers: int) -> Result:
+    started, parts, failed = time.perf_counter(), [], 0
+    for freq, feats in sets.items():
+        cfg = config(freq, workers)
+        ev, folds = evaluate_params(feats, Holdout(feats, FOLDS, cfg.horizon, cfg.step), params, cfg)
+        parts.append(ev.details)
+        failed += int(folds["reason"].str.contains("fit failed").sum())
+    return Result(name, pd.concat(parts, ignore_index=True), time.perf_counter() - started, failed)
+
+
+def run_tuned(sets: dict[str, SeriesSet], trials: int, workers: int) -> tuple[Result, pd.DataFrame]:
+    """Choose on the data before the held-out windows, then score the choices on them."""
+    started, parts, chosen, failed = time.perf_counter(), [], [], 0
+    for freq, feats in sets.items():
+        cfg = config(freq, workers)
+        test = Holdout(feats, FOLDS, cfg.horizon, cfg.step)
+        early = test.before_first_origin()
+        params, _ = tune(early, Holdout(early, FOLDS, cfg.horizon, cfg.step), cfg, n_trials=trials)
+        ev, folds = evaluate_params(feats, test, params, cfg)
+        parts.append(ev.details)
+        failed += int(folds["reason"].str.contains("fit failed").sum())
+        chosen += [{"unique_id": uid, "choice": p.get("note", "")} for uid, p in params["per_series"].items()]
+    return Result("ecomlab tuned SARIMAX", pd.concat(parts, ignore_index=True), time.perf_counter() - started, failed), \
+        pd.DataFrame(chosen)
+
+
+def run_autoarima(sets: dict[str, SeriesSet]) -> Result:
+    """AutoARIMA in a throwaway pandas-2 env; scored here with the same metric code."""
+    rows = []
+    for freq, feats in sets.items():
+        frame = feats.frame[["unique_id", "ds", "y"]].copy()
+        frame["unique_id"] = frame["unique_id"].astype(str)
+        frame["season"], frame["horizon"], frame["folds"], frame["step"] = (
+            config(freq, 1).season, HORIZON[freq], FOLDS, HORIZON[freq])
+        rows.append(frame)
+    with tempfile.TemporaryDirectory() as tmp:
+        src, dst = Path(tmp) / "in.parquet", Path(tmp) / "out.parquet"
+        pd.concat(rows, ignore_index=True).to_parquet(src, index=False)
+        started = time.perf_counter()
+        subprocess.run(["uv", "run", "--no-project", *UV_WITH, "python", str(WORKER), str(src), str(dst)],
+                       check=True, env={**os.environ, "UV_NO_PROGRESS": "1"})
+        seconds = time.perf_counter() - started
+        out = pd.read_parquet(dst)
+    fit_seconds = float(out["seconds"].sum())
+    folds = score_forecasts(sets, out)
+    failed = int(out.groupby(["unique_id", "fold"])["failed"].first().sum())
+    errors = sorted(set(out.loc[out["failed"], "error"]))
+    result = Result("statsforecast AutoARIMA", summarise(folds, [80, 95]).details, seconds, failed)
+    result.notes = [f"fits {fit_seconds:.1f} s of the {seconds:.1f} s (the rest: uv env + imports)", *errors[:3]]
+    return result
+
+
+def score_forecasts(sets: dict[str, SeriesSet], out: pd.DataFrame) -> pd.DataFrame:
+    """Per-fold rows for external forecasts, shaped like `training.forecast.backtest_series` rows."""
+    rows = []
+    for freq, feats in sets.items():
+        cfg = config(freq, 1)
+        holdout = Holdout(feats, FOLDS, cfg.horizon, cfg.step)
+        for uid, g in feats.frame.groupby("unique_id", sort=False):
+            y = g["y"].to_numpy(dtype="float64")
+            for fold, cut in enumerate(holdout.cutoffs(len(y))):
+                fc = out[(out["unique_id"] == str(uid)) & (out["fold"] == fold)].sort_values("step")
+                actual = y[cut:cut + len(fc)]
+                scale = mase_scale(y[:cut], cfg.season)
+                failed = bool(fc["failed"].iloc[0])
+                rows.append({"unique_id": uid, "fold": fold, "method": "autoarima", "spec": "AutoARIMA",
+                             "reason": "fit failed: seasonal naive" if failed else "",
+                             **fold_metrics(actual, fc, scale, [80, 95]),
+                             **fold_metrics(actual, fc, scale, [80, 95], prefix="snaive_"),
+                             "warnings": 0, "convergence_warnings": 0, "fit_seconds": float(fc["seconds"].sum())})
+    return pd.DataFrame(rows)
+
+
+def report(results: list[Result], groups: dict[str, list[str]], chosen: pd.DataFrame) -> None:
+    pd.set_option("display.width", 200)
+    pd.set_option("display.max_colwidth", 110)
+    for group, ids in groups.items():
+        print(f"\n== {group} ({len(ids)} series, {FOLDS} held-out folds each; weekly h={HORIZON['W']}, daily h={HORIZON['D']})")
+        table = pd.DataFrame([{
+            "method": r.name, "mean MASE": r.mean("mase", ids), "mean sMAPE": r.mean("smape", ids),
+            "cover 80": r.mean("coverage_80", ids), "cover 95": r.mean("coverage_95", ids),
+        } for r in results]).set_index("method")
+        print(table.round(3).to_string())
+    print("\n== wall time and failed fits (all series)")
+    for r in results:
+        print(f"{r.name:28s} {r.seconds:8.1f} s   failed fits: {r.failed}" + "".join(f"\n    {n}" for n in r.notes))
+    print("\n== MASE per series")
+    per = pd.DataFrame({r.name: r.per_series.set_index("unique_id")["mase"] for r in results})
+    print(per.round(3).to_string())
+    print("\n== ecomlab's choice per series (made on the data before the held-out windows)")
+    print(chosen.to_string(index=False))
+
+
+def verdict(results: dict[str, Result], ids: list[str]) -> None:
+    ours = results["ecomlab tuned SARIMAX"]
+    refs = [r for k, r in results.items() if k in ("seasonal naive", "statsforecast AutoARIMA")]
+    best = min(refs, key=lambda r: r.mean("mase", ids))
+    ratio = ours.mean("mase", ids) / best.mean("mase", ids)
+    print(f"\necomlab mean MASE {ours.mean('mase', ids):.3f} = {ratio:.3f} x the better reference "
+          f"({best.name}, {best.mean('mase', ids):.3f}); target <= 0.9")
+    if "statsforecast AutoARIMA" in results:
+        share = ours.seconds / results["statsforecast AutoARIMA"].seconds
+        print(f"ecomlab wall time {ours.seconds:.1f} s = {share:.3f} x AutoARIMA's; target <= 0.1")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--skip-autoarima", action="store_true", help="leave out statsforecast (it takes minutes)")
+    parser.add_argument("--trials", type=int, default=12, help="configurations ecomlab's study tries per frequency")
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args()
+
+    started = time.perf_counter()
+    real, synthetic = real_series(), synthetic_series()
+    print(f"series built in {time.perf_counter() - started:.1f} s")
+    for row in pd.concat([s.partial for s in real.values()]).to_dict("records"):
+        print(f"  partial {row['edge']} period {row['ds'].date()} dropped: {row['lines']} lines, {row['y_total']:.0f} revenue")
+    sets = {f: SeriesSet(pd.concat([real[f].frame, synthetic[f].frame], ignore_index=True), f) for f in ("W", "D")}
+    groups = {"real": [u for s in real.values() for u in s.ids], "synthetic": [u for s in synthetic.values() for u in s.ids]}
+
+    tuned, chosen = run_tuned(sets, args.trials, args.workers)
+    results = {
+        "seasonal naive": run_fixed(sets, {"method": "snaive"}, "seasonal naive", args.workers),
+        "fixed SARIMAX(1,1,1)": run_fixed(sets, {"p": 1, "d": 1, "q": 1, "trend": "n"}, "fixed SARIMAX(1,1,1)", args.workers),
+        "ecomlab tuned SARIMAX": tuned,
+    }
+    if not args.skip_autoarima:
+        results["statsforecast AutoARIMA"] = run_autoarima(sets)
+    report(list(results.values()), groups, chosen)
+    verdict(results, groups["real"])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,80 @@
+"""Start a real `bentoml serve` of the ecomlab service on loopback, the way users start it."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Server:
+    url: str
+    process: subprocess.Popen
+    log: Path
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+    def tail(self, lines: int = 40) -> str:
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+
+
+def write_serve_config(folder: Path, models: list[dict], **settings) -> Path:
+    cfg = {"host": "127.0.0.1", "port": 3000, "models": models, "reload_interval_s": 0, **settings}
+    path = folder / "serve.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def start(folder: Path, config: Path, tracking_uri: str, env: dict[str, str] | None = None, wait_ready: bool = True) -> Server:
+    port = free_port()
+    log = folder / f"serve-{port}.log"
+    full_env = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": tracking_uri,
+        "ECOMLAB_SERVE_CONFIG": str(config),
+        "BENTOML_HOME": str(REPO / ".bentoml"),
+        "BENTOML_DO_NOT_TRACK": "true",
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+        "DO_NOT_TRACK": "true",
+        **(env or {}),
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bentoml", "serve", "serving.service:EcomlabService", "--host", "127.0.0.1", "--port", str(port)],
+        cwd=REPO, env=full_env, stdout=log.open("w"), stderr=subprocess.STDOUT,
+    )
+    server = Server(f"http://127.0.0.1:{port}", process, log)
+    deadline = time.time() + 120
+    path = "/readyz" if wait_ready else "/healthz"
+    while True:
+        if process.poll() is not None:
+            raise RuntimeError(f"bentoml serve exited with {process.returncode}:\n{server.tail()}")
+        try:
+            if httpx.get(server.url + path, timeout=2).status_code == 200:
+                return server
+        except httpx.HTTPError:
+            pass
+        if time.time() > deadline:
+            server.stop()
+            raise RuntimeError(f"service not {'ready' if wait_ready else 'alive'} in 120 s:\n{server.tail()}")
+        time.sleep(0.5)

@@ -1,0 +1,133 @@
+"""The model service over HTTP: a real `bentoml serve` on loopback, started once per session."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+from tests.conftest import fresh_mlflow_db
+from tests.service_harness import Server, start, write_serve_config
+
+pytestmark = pytest.mark.service
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def registry(tmp_path_factory: pytest.TempPathFactory, mlflow_template_db: Path) -> tuple[Path, str]:
+    """Train and register a segmenter on small synthetic data into a session-private MLflow store."""
+    from training.jobs import run_job
+
+    folder = tmp_path_factory.mktemp("service")
+    uri = fresh_mlflow_db(mlflow_template_db, folder)
+    data = {"name": "svc-synthetic", "format": "synthetic", "synthetic": {"n_customers": 400, "weeks": 52, "seed": 3}}
+    (folder / "data.yaml").write_text(yaml.safe_dump(data))
+    job = yaml.safe_load((REPO / "configs" / "segment.yaml").read_text())
+    job.update(data="data.yaml", experiment="svc", kpi_context=False)
+    job["tuning"]["n_trials"] = 3
+    job["model"]["evaluation"]["stability_seeds"] = 1
+    (folder / "segment.yaml").write_text(yaml.safe_dump(job))
+    old_cwd, old_uri = Path.cwd(), os.environ.get("MLFLOW_TRACKING_URI")
+    os.chdir(folder)
+    os.environ["MLFLOW_TRACKING_URI"] = uri
+    try:
+        result = run_job(folder / "segment.yaml")
+        assert result.decision.alias == "champion"
+    finally:
+        os.chdir(old_cwd)
+        if old_uri is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = old_uri
+    return folder, uri
+
+
+@pytest.fixture(scope="session")
+def server(registry: tuple[Path, str]) -> Server:
+    folder, uri = registry
+    config = write_serve_config(
+        folder, [{"family": "segmenter", "name": "ecomlab-segmenter", "alias": "champion"}],
+        limits={"max_batch": 50},
+    )
+    srv = start(folder, config, uri)
+    yield srv
+    srv.stop()
+
+
+def post(server: Server, path: str, body) -> httpx.Response:
+    return httpx.post(server.url + path, json=body, timeout=30)
+
+
+CUSTOMER = {"recency": 12.0, "frequency": 9.0, "monetary": 850.0, "quantity": 40.0, "tenure": 400.0, "aov": 94.4, "return_rate": 0.02}
+
+
+def test_segment_batch(server: Server) -> None:
+    rows = [dict(CUSTOMER, customer_id="c1"), dict(CUSTOMER, recency=300.0, frequency=1.0, monetary=15.0, aov=15.0, customer_id="c2")]
+    resp = post(server, "/segment", {"customers": rows})
+    assert resp.status_code == 200, resp.text
+    body = resp.json()
+    assert body["model"] == "ecomlab-segmenter" and body["version"] == "1"
+    assert [s["customer_id"] for s in body["segments"]] == ["c1", "c2"]
+    assert all(isinstance(s["segment_id"], int) and s["segment_name"] for s in body["segments"])
+
+
+def test_identical_customers_get_the_same_segment(server: Server) -> None:
+    resp = post(server, "/segment", {"customers": [CUSTOMER] * 5})
+    assert len({s["segment_id"] for s in resp.json()["segments"]}) == 1
+
+
+def test_models_and_probes(server: Server) -> None:
+    body = post(server, "/models", {}).json()
+    (model,) = body["models"]
+    assert model["name"] == "ecomlab-segmenter" and model["alias"] == "champion" and model["version"] == "1"
+    assert model["run_id"] and "best_silhouette" in model["metrics"] and model["status"] == "serving"
+    assert httpx.get(server.url + "/readyz").status_code == 200
+    assert httpx.get(server.url + "/healthz").status_code == 200
+
+
+@pytest.mark.parametrize(
+    "body, field",
+    [
+        ({"customers": [dict(CUSTOMER, recency="7")]}, "recency"),  # strings are not numbers
+        ({"customers": [dict(CUSTOMER, colour="red")]}, "colour"),  # unknown field
+        ({"customers": []}, "customers"),  # empty batch
+        ({}, "customers"),  # missing field
+        ({"customers": [dict(CUSTOMER, recency=-3.0)]}, "recency"),
+        ({"customers": [dict(CUSTOMER, return_rate=1.5)]}, "return_rate"),
+        ({"customers": [{k: v for k, v in CUSTOMER.items() if k != "frequency"}]}, "frequency"),
+    ],
+)
+def test_bad_segment_requests_name_the_field(server: Server, body: dict, field: str) -> None:
+    resp = post(server, "/segment", body)
+    assert resp.status_code == 400, resp.text
+    assert field in resp.text
+
+
+def test_nan_and_malformed_json_are_400(server: Server) -> None:
+    raw = '{"customers": [{"recency": NaN, "frequency": 1, "monetary": 1}]}'
+    resp = httpx.post(server.url + "/segment", content=raw, headers={"content-type": "application/json"})
+    assert resp.status_code == 400 and "recency" in resp.text
+    resp = httpx.post(server.url + "/segment", content="{not json", headers={"content-type": "application/json"})
+    assert resp.status_code == 400
+
+
+def test_oversize_batch_is_413(server: Server) -> None:
+    resp = post(server, "/segment", {"customers": [CUSTOMER] * 51})
+    assert resp.status_code == 413 and "limit is 50" in resp.text
+
+
+def test_missing_model_is_alive_but_not_ready(registry: tuple[Path, str], tmp_path: Path) -> None:
+    folder, uri = registry
+    config = write_serve_config(tmp_path, [{"family": "segmenter", "name": "no-such-model", "alias": "champion"}])
+    srv = start(tmp_path, config, uri, wait_ready=False)
+    try:
+        assert httpx.get(srv.url + "/healthz").status_code == 200
+        ready = httpx.get(srv.url + "/readyz")
+        assert ready.status_code == 503 and "no-such-model" in ready.text
+        resp = post(srv, "/segment", {"customers": [CUSTOMER]})
+        assert resp.status_code == 503
+    finally:
+        srv.stop()
