@@ -67,7 +67,8 @@ def return_rate_bars(section: dict[str, Any]) -> Figure:
     fig = Figure(figsize=(11, 4))
     left, right = fig.subplots(1, 2)
     cats = section["by_category"]
-    _barh(left, [r["category"] for r in cats], [r["return_rate"] or 0.0 for r in cats], "Return rate by category", "returned units / sold units")
+    rates = [r["return_rate"] or 0.0 for r in cats]
+    _barh(left, [r["category"] for r in cats], rates, "Return rate by category", "returned units / sold units")
     bands = section["by_discount_band"]
     right.bar([r["discount_band"] for r in bands], [r["return_rate"] or 0.0 for r in bands], color="#dd8452")
     right.set_title("Return rate by discount band")
@@ -85,7 +86,8 @@ def rfm_segment_bars(section: dict[str, Any]) -> Figure:
     labels = [r["segment"] for r in rows][::-1]
     ax.barh(labels, [r["customers"] for r in rows][::-1], color="#55a868")
     for y, r in enumerate(rows[::-1]):
-        ax.annotate(f"{(r['revenue_share'] or 0):.0%} of revenue", (r["customers"], y), xytext=(4, 0), textcoords="offset points", va="center", fontsize=8)
+        ax.annotate(f"{(r['revenue_share'] or 0):.0%} of revenue", (r["customers"], y),
+                    xytext=(4, 0), textcoords="offset points", va="center", fontsize=8)
     ax.set_title("RFM segments: customers (and revenue share)")
     ax.set_xlabel("customers")
     ax.margins(x=0.25)

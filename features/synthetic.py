@@ -56,6 +56,8 @@ RETURN_DISCOUNT_COEF = 4.0
 RETURN_DELAY_DAYS = (2, 30)
 DEMAND_WINDOW_DAYS = 28
 
+Arrays = dict[str, np.ndarray]  # column name -> values, the generator's working tables
+
 
 @dataclass(frozen=True)
 class Segment:
@@ -193,7 +195,7 @@ def _category_weights(days: pd.DatetimeIndex, start: pd.Timestamp) -> np.ndarray
     return share * season * (1.0 + trend * years)
 
 
-def _products(rng: np.random.Generator, n_products: int) -> dict[str, np.ndarray]:
+def _products(rng: np.random.Generator, n_products: int) -> Arrays:
     """Products per category in proportion to its share; Zipf-like popularity, lognormal prices."""
     names = list(CATEGORIES)
     shares = np.array([CATEGORIES[c][0] for c in names])
@@ -208,7 +210,7 @@ def _products(rng: np.random.Generator, n_products: int) -> dict[str, np.ndarray
     return {"category": category, "price": price, "popularity": popularity, "median": median}
 
 
-def _customers(rng: np.random.Generator, n: int, n_days: int) -> dict[str, np.ndarray]:
+def _customers(rng: np.random.Generator, n: int, n_days: int) -> Arrays:
     """Segment, active window (day indices), channel, engagement and country of each customer."""
     shares = np.array([s.share for s in SEGMENTS])
     seg = rng.choice(len(SEGMENTS), size=n, p=shares / shares.sum())
@@ -235,7 +237,7 @@ def _choice_rows(rng: np.random.Generator, probs: np.ndarray) -> np.ndarray:
     return (cum < rng.random(len(probs))[:, None]).sum(axis=1).clip(max=probs.shape[1] - 1)
 
 
-def _orders(rng: np.random.Generator, cust: dict[str, np.ndarray], intensity: np.ndarray, n_days: int, guest_share: float) -> dict[str, np.ndarray]:
+def _orders(rng: np.random.Generator, cust: Arrays, intensity: np.ndarray, n_days: int, guest_share: float) -> Arrays:
     """Orders per customer ~ max(1, Poisson(rate * active intensity-weeks)); days by inverse CDF of the intensity.
 
     Guest orders (customer -1, segment GUEST) come on top: `guest_share` of the customers' orders, any day."""
@@ -265,7 +267,7 @@ def _all_segments() -> list[Segment]:
     return [*SEGMENTS, GUEST]
 
 
-def _lines(rng: np.random.Generator, orders: dict[str, np.ndarray], products: dict[str, np.ndarray], cat_weight: np.ndarray) -> dict[str, np.ndarray]:
+def _lines(rng: np.random.Generator, orders: Arrays, products: Arrays, cat_weight: np.ndarray) -> Arrays:
     """Lines per order ~ 1 + Poisson(mean - 1); category by the day's category weights; product by segment taste."""
     segs = _all_segments()
     seg_o = orders["segment"]
@@ -280,7 +282,7 @@ def _lines(rng: np.random.Generator, orders: dict[str, np.ndarray], products: di
     return {"order": order, "product": product, "quantity": units, "discount": discount}
 
 
-def _pick_products(rng: np.random.Generator, seg: np.ndarray, category: np.ndarray, products: dict[str, np.ndarray]) -> np.ndarray:
+def _pick_products(rng: np.random.Generator, seg: np.ndarray, category: np.ndarray, products: Arrays) -> np.ndarray:
     """Within (segment, category): popularity * (price / category median) ** price_tilt, inverse-CDF sampling."""
     product = np.empty(len(seg), dtype=np.int64)
     u = rng.random(len(seg))
@@ -302,7 +304,7 @@ def _discounts(rng: np.random.Generator, probability: np.ndarray) -> np.ndarray:
     return np.where(rng.random(len(probability)) < probability, level, 0.0)
 
 
-def _pick_bundles(rng: np.random.Generator, products: dict[str, np.ndarray], n_bundles: int) -> list[dict[str, Any]]:
+def _pick_bundles(rng: np.random.Generator, products: Arrays, n_bundles: int) -> list[dict[str, Any]]:
     """Anchors among the popular half of products, other items among the rarely bought rest (high lift)."""
     order = np.argsort(-products["popularity"], kind="stable")
     popular, rare = order[: len(order) // 2], order[len(order) // 2 :]
@@ -317,9 +319,9 @@ def _pick_bundles(rng: np.random.Generator, products: dict[str, np.ndarray], n_b
     return bundles
 
 
-def _add_bundles(rng: np.random.Generator, lines: dict[str, np.ndarray], bundles: list[dict[str, Any]]) -> dict[str, np.ndarray]:
+def _add_bundles(rng: np.random.Generator, lines: Arrays, bundles: list[dict[str, Any]]) -> Arrays:
     """For each line holding a bundle anchor, add each other item with the attach probability."""
-    extra: list[dict[str, np.ndarray]] = []
+    extra: list[Arrays] = []
     for bundle in bundles:
         anchor_lines = np.flatnonzero(lines["product"] == bundle["items"][0])
         for item in bundle["items"][1:]:
@@ -343,7 +345,7 @@ def _return_probability(category: np.ndarray, segment: np.ndarray, discount: np.
     return 1.0 / (1.0 + np.exp(-logit))
 
 
-def _add_returns(rng: np.random.Generator, lines: dict[str, np.ndarray], category: np.ndarray, n_days: int) -> tuple[dict[str, np.ndarray], int]:
+def _add_returns(rng: np.random.Generator, lines: Arrays, category: np.ndarray, n_days: int) -> tuple[Arrays, int]:
     """Return whole lines per the return model, dated 2..30 days after the sale; later than the history: skipped."""
     p = _return_probability(category[lines["product"]], lines["segment"], lines["discount"])
     hit = np.flatnonzero(rng.random(len(p)) < p)
@@ -368,7 +370,8 @@ def _strings(values: list[str], codes: np.ndarray) -> pd.Series:
     return pd.Series(pd.Categorical.from_codes(codes, categories=values)).astype("string")
 
 
-def _frame(lines: dict[str, np.ndarray], orders: dict[str, np.ndarray], product_names: pd.Series, product_category: np.ndarray, price: np.ndarray, start: pd.Timestamp) -> pd.DataFrame:
+def _frame(lines: Arrays, orders: Arrays, product_names: pd.Series, product_category: np.ndarray, price: np.ndarray,
+           start: pd.Timestamp) -> pd.DataFrame:
     """The `OrderLines` frame (plus `country`), sorted by time, order and sales before returns."""
     keep = np.lexsort((lines["returned"], lines["order"], lines["day"] * 86400 + lines["seconds"]))
     ln = {k: v[keep] for k, v in lines.items()}
@@ -394,7 +397,7 @@ def _frame(lines: dict[str, np.ndarray], orders: dict[str, np.ndarray], product_
     return frame[[*COLUMNS, "country"]]
 
 
-def _customer_frame(cust: dict[str, np.ndarray], start: pd.Timestamp) -> pd.DataFrame:
+def _customer_frame(cust: Arrays, start: pd.Timestamp) -> pd.DataFrame:
     n = len(cust["segment"])
     return pd.DataFrame({
         "customer_id": _ids("C", np.arange(1, n + 1), max(5, len(str(n)))),
@@ -406,7 +409,7 @@ def _customer_frame(cust: dict[str, np.ndarray], start: pd.Timestamp) -> pd.Data
     })
 
 
-def _inventory(rng: np.random.Generator, frame: pd.DataFrame, products: dict[str, np.ndarray], product_ids: pd.Series) -> tuple[pd.DataFrame, list[str]]:
+def _inventory(rng: np.random.Generator, frame: pd.DataFrame, products: Arrays, product_ids: pd.Series) -> tuple[pd.DataFrame, list[str]]:
     """Stock = recent daily demand * a planted cover (0.3..3 lead times); at risk: cover < lead time.
 
     Recent demand = sales units in the `DEMAND_WINDOW_DAYS` days ending on the last order date (the
@@ -429,10 +432,26 @@ def _inventory(rng: np.random.Generator, frame: pd.DataFrame, products: dict[str
     return inventory, sorted(product_ids[at_risk].tolist())
 
 
-def _truth(options: dict[str, Any], cust: dict[str, np.ndarray], product_ids: pd.Series, bundles: list[dict[str, Any]],
+def _pair_stats(sales: pd.DataFrame, anchor: str, items: list[str]) -> dict[str, dict[str, float]]:
+    """Realised confidence (anchor -> item) and lift of each bundle item over the sales orders."""
+    n_orders = sales["order_id"].nunique()
+    sub = sales[sales["product_id"].isin([anchor, *items])]
+    orders_of = {p: set(o) for p, o in sub.groupby("product_id")["order_id"]}
+    orders_of = {p: orders_of.get(p, set()) for p in [anchor, *items]}
+    out = {}
+    for item in items:
+        both = len(orders_of[anchor] & orders_of[item])
+        confidence = both / max(len(orders_of[anchor]), 1)
+        lift = confidence * n_orders / max(len(orders_of[item]), 1)
+        out[item] = {"confidence": round(confidence, 4), "lift": round(lift, 2)}
+    return out
+
+
+def _truth(options: dict[str, Any], cust: Arrays, product_ids: pd.Series, bundles: list[dict[str, Any]],
            at_risk: list[str], returns_skipped: int, frame: pd.DataFrame) -> dict[str, Any]:
     """Everything planted, as plain JSON types."""
     seg_counts = np.bincount(cust["segment"], minlength=len(SEGMENTS))
+    sales = frame.loc[~frame["returned"].to_numpy(), ["order_id", "product_id"]]
     chan = cust["channel"]
     return {
         "options": options,
@@ -457,12 +476,14 @@ def _truth(options: dict[str, Any], cust: dict[str, np.ndarray], product_ids: pd
             for name, p in CATEGORIES.items()
         },
         "seasonality": {
-            "formula": "lines(c, d) ~ active(d) * weekday(d) * share_c * (1 + amplitude_c * cos(2 pi (doy - peak_c) / 365.25)) * (1 + trend_c * years)",
+            "formula": "lines(c, d) ~ active(d) * weekday(d) * share_c"
+                       " * (1 + amplitude_c * cos(2 pi (doy - peak_c) / 365.25)) * (1 + trend_c * years)",
             "weekday_profile": dict(zip(["mon", "tue", "wed", "thu", "fri", "sat", "sun"], WEEKDAY_PROFILE)),
         },
         "bundles": [
             {"items": [product_ids.iloc[i] for i in b["items"]], "anchor": product_ids.iloc[b["items"][0]],
-             "attach_probability": b["attach_probability"]}
+             "attach_probability": b["attach_probability"],
+             "observed": _pair_stats(sales, product_ids.iloc[b["items"][0]], [product_ids.iloc[i] for i in b["items"][1:]])}
             for b in bundles
         ],
         "returns": {

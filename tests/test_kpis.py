@@ -196,7 +196,12 @@ def test_return_rates_and_discount_correlation():
 
 def test_return_rates_without_returns():
     out = return_rates(SHOP[~SHOP["returned"]])
-    assert out["return_rate"] == 0.0 and out["discount_correlation"] is None
+    assert out["return_rate"] == 0.0 and out["discount_correlation"] is None and "no return lines" in out["note"]
+
+
+def test_empty_lines_are_a_clear_error():
+    with pytest.raises(KpiUnavailable, match="no order lines"):
+        kpi_report(SHOP.iloc[:0])
 
 
 def test_rfm_quintile_scores():
@@ -264,11 +269,18 @@ def test_cohort_retention_matrix():
     assert matrix.loc["2024-02", ["customers", "m0", "m1"]].tolist() == [2, 0.5, 0.5]
     assert np.isnan(matrix.loc["2024-02", "m2"])
     assert matrix.loc["2024-03", ["customers", "m0"]].tolist() == [1, 1.0] and np.isnan(matrix.loc["2024-03", "m1"])
-    assert out["cohort_source"] == {"signup_date": 4, "first_purchase": 1}
+    assert out["cohort_source"] == {"signup_date": 4, "first_purchase": 1, "no_signup_date_no_purchase": 0}
     assert out["purchases_before_signup"] == 1
     # size-weighted: m0 = (2*1 + 2*0.5 + 1*1) / 5, m1 = (2*0.5 + 2*0.5) / 4, m2 = 2*1 / 2
     assert out["average_by_month"]["retention"].tolist() == pytest.approx([0.8, 0.5, 1.0])
     assert json.dumps(run_kpi("cohort_retention", COHORT_LINES, COHORT_CUSTOMERS), allow_nan=False)
+
+
+def test_cohort_signup_dates_are_checked_and_gaps_counted():
+    table = pd.DataFrame({"customer_id": ["A", "Z"], "signup_date": ["2024-01-10", None]})  # Z: no date, no purchase
+    assert cohort_retention(COHORT_LINES, table)["cohort_source"]["no_signup_date_no_purchase"] == 1
+    with pytest.raises(KpiUnavailable, match=r"signup_date is not a date in 1 rows \(first rows \[1\]\)"):
+        cohort_retention(COHORT_LINES, pd.DataFrame({"customer_id": ["A", "B"], "signup_date": ["2024-01-10", "soon"]}))
 
 
 def test_cohorts_by_first_purchase_and_signup_before_the_data():

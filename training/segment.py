@@ -614,6 +614,7 @@ class SegmenterFamily:
     def report(
         self, fitted: Segmenter, feats: CustomerFeatures, cfg: SegmentConfig
     ) -> tuple[dict[str, Figure], dict[str, pd.DataFrame], dict[str, float]]:
+        """Profiles, k curve, PCA and heatmap; silhouette/CH/DB on a seeded sample of all customers."""
         sample = _scored_sample(feats, cfg)
         labels = fitted.predict(sample)
         x = fitted.transform(sample)

@@ -5,6 +5,11 @@ for the CLI and the service (`/kpis/{name}`): every entry is called as
 `KPIS[name](lines, customers=None, inventory=None, options=None)` and returns a JSON-ready dict,
 raising `KpiUnavailable` when the data lacks its inputs. `kpi_report` runs them all on one prepared
 view of the lines and shows a missing input as `{"status": "unavailable", "reason": ...}`.
+
+Names: summary, order_value, orders_per_customer, churn, clv, categories, channels, engagement
+(needs the customers table), cohort_retention, rfm, returns, stockout_risk (needs the inventory
+table). Options (`KpiOptions`): churn_window_days, high_value_share, profit_margin,
+demand_window_days, top_n, discount_bands.
 """
 
 from __future__ import annotations

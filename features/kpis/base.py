@@ -31,12 +31,14 @@ class KpiOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    churn_window_days: int = Field(90, ge=1, description="a customer without a purchase in this many days before the reference date is churned")
+    churn_window_days: int = Field(90, ge=1, description="no purchase in this many days before the reference date: churned")
     high_value_share: float = Field(0.2, gt=0, le=1, description="top share of customers by CLV called high-value")
     profit_margin: float = Field(1.0, gt=0, le=1, description="CLV margin; 1 = revenue-based (margin-free) CLV")
     demand_window_days: int = Field(28, ge=1, description="recent days whose sales give the daily demand rate")
     top_n: int = Field(10, ge=1, description="rows kept in top-k tables (top categories, top customers)")
-    discount_bands: list[float] = Field(default_factory=lambda: [0.0, 0.1, 0.2, 0.3, 0.5, 1.0], description="band edges; band 0 is 'no discount'")
+    discount_bands: list[float] = Field(
+        default_factory=lambda: [0.0, 0.1, 0.2, 0.3, 0.5, 1.0], description="band edges; band 0 is 'no discount'"
+    )
 
     @field_validator("discount_bands")
     @classmethod

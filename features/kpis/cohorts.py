@@ -6,7 +6,8 @@ those who never bought, plus customers seen only in the lines). Cell (cohort, k)
 cohort with a sales line in calendar month `cohort + k` / cohort size. A cell whose calendar month
 lies outside the months the data covers is not observed (None), never 0: a cohort that signed up
 before the data starts has no observed early months. Purchases dated before the customer's signup
-month are left out of the matrix and counted (`purchases_before_signup`).
+month are left out of the matrix and counted (`purchases_before_signup`); customers of the table
+with neither a signup date nor a purchase belong to no cohort and are counted too.
 """
 
 from __future__ import annotations
@@ -34,12 +35,19 @@ def _cohort_months(data: Prepared, customers: pd.DataFrame | None) -> tuple[np.n
     buyer_ids = sales["customer_id"].to_numpy(dtype=object)
     first = _month(sales["first_day"].to_numpy().astype("datetime64[D]"))
     signup_ids, signup = np.array([], dtype=object), np.array([], dtype=np.int64)
+    unplaced = 0
     if customers is not None and "signup_date" in customers.columns:
         require_columns(customers, ["customer_id"], "customers table")
-        known = customers[customers["customer_id"].notna() & customers["signup_date"].notna()]
-        known = known.drop_duplicates("customer_id")
-        signup_ids = known["customer_id"].astype("string").to_numpy(dtype=object)
-        signup = _month(pd.to_datetime(known["signup_date"]).to_numpy().astype("datetime64[D]"))
+        dates = pd.to_datetime(customers["signup_date"], errors="coerce")
+        bad = np.flatnonzero((customers["signup_date"].notna() & dates.isna()).to_numpy())
+        if len(bad):
+            raise KpiUnavailable(f"customers table: signup_date is not a date in {len(bad)} rows (first rows {bad[:5].tolist()})")
+        known = pd.DataFrame({"id": customers["customer_id"].astype("string"), "date": dates})
+        no_date = known[known["id"].notna() & known["date"].isna()]["id"]
+        unplaced = int((~no_date.isin(buyer_ids)).sum())  # no signup date and never bought: in no cohort
+        known = known[known["id"].notna() & known["date"].notna()].drop_duplicates("id")
+        signup_ids = known["id"].to_numpy(dtype=object)
+        signup = _month(known["date"].to_numpy().astype("datetime64[D]"))
     ids = np.union1d(signup_ids, buyer_ids)
     in_table = pd.Index(signup_ids).get_indexer(ids)
     as_buyer = pd.Index(buyer_ids).get_indexer(ids)
@@ -47,7 +55,7 @@ def _cohort_months(data: Prepared, customers: pd.DataFrame | None) -> tuple[np.n
     cohort = np.empty(len(ids), dtype=np.int64)
     cohort[has] = signup[in_table[has]]
     cohort[~has] = first[as_buyer[~has]]  # not in the table (or no signup date): bought, so a buyer
-    sources = {"signup_date": int(has.sum()), "first_purchase": int((~has).sum())}
+    sources = {"signup_date": int(has.sum()), "first_purchase": int((~has).sum()), "no_signup_date_no_purchase": unplaced}
     return ids, cohort, sources
 
 

@@ -71,6 +71,7 @@ def return_rates(lines: pd.DataFrame | Prepared, discount_bands: list[float] | N
         **{column: overall[column].iloc[0] for column in overall.columns},
         "returned_value_share": share(float(-data.revenue[data.returned].sum()), gross),
         "discount_correlation": _pearson(discount, data.returned.astype(np.float64)),
+        "note": None if data.returned.any() else "the data has no return lines: every rate is 0",
         "by_category": by_cat.sort_values("return_rate", ascending=False, ignore_index=True),
         "by_discount_band": by_band[(by_band["sales_lines"] + by_band["return_lines"]) > 0].reset_index(drop=True),
     }

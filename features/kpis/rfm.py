@@ -77,6 +77,7 @@ def rfm(lines: pd.DataFrame | Prepared) -> dict[str, Any]:
         "reference_date": data.reference_date,
         "customers": len(table),
         "lines_without_customer": data.lines_without_customer,
-        "rule": "scores 1-5 by average-rank quintile (recency reversed); FM = ceil((F + M) / 2); segment from the (R, FM) grid in features.kpis.rfm",
+        "rule": "scores 1-5 by average-rank quintile (recency reversed); FM = ceil((F + M) / 2); "
+                "segment from the (R, FM) grid in features.kpis.rfm",
         "segments": grouped.rename_axis("segment").reset_index(),
     }

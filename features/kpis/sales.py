@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from features.kpis.base import KpiUnavailable, Prepared, distinct_count, prepare, require_columns, share
+from features.kpis.base import KpiUnavailable, Prepared, distinct_count, prepare
 
 
 def sales_summary(lines: pd.DataFrame | Prepared) -> dict[str, Any]:
@@ -121,12 +121,17 @@ def engagement_by_channel(customers: pd.DataFrame | None, lines: pd.DataFrame | 
     score = pd.to_numeric(customers["engagement_score"], errors="coerce")
     bad = customers["engagement_score"].notna() & score.isna()
     if bad.any():
-        raise KpiUnavailable(f"customers table: engagement_score is not numeric in {int(bad.sum())} rows (first row {int(np.flatnonzero(bad.to_numpy())[0])})")
+        first = int(np.flatnonzero(bad.to_numpy())[0])
+        raise KpiUnavailable(f"customers table: engagement_score is not numeric in {int(bad.sum())} rows (first row {first})")
     usable = customers["channel"].notna() & score.notna()
     if not usable.any():
         raise KpiUnavailable("no customer has both a channel and an engagement score")
-    frame = pd.DataFrame({"customer_id": customers["customer_id"].astype("string"), "channel": customers["channel"].astype("string"), "score": score})[usable]
-    table = frame.groupby("channel").agg(customers=("score", "size"), mean_engagement=("score", "mean"), median_engagement=("score", "median"))
+    frame = pd.DataFrame({
+        "customer_id": customers["customer_id"].astype("string"), "channel": customers["channel"].astype("string"), "score": score,
+    })[usable]
+    table = frame.groupby("channel").agg(
+        customers=("score", "size"), mean_engagement=("score", "mean"), median_engagement=("score", "median"),
+    )
     data = prepare(lines) if lines is not None else None
     if data is not None and data.lines_without_customer < len(data.lines) and data.sale.any():
         table = table.join(_value_per_customer(data, frame))

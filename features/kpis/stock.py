@@ -31,7 +31,9 @@ def _check_inventory(inventory: pd.DataFrame | None) -> str:
         values = pd.to_numeric(inventory[col], errors="coerce")
         bad = np.flatnonzero((values.isna() | (values < 0)).to_numpy())
         if len(bad):
-            raise KpiUnavailable(f"inventory table: {col} is missing, not numeric or negative in {len(bad)} rows (first rows {bad[:5].tolist()})")
+            raise KpiUnavailable(
+                f"inventory table: {col} is missing, not numeric or negative in {len(bad)} rows (first rows {bad[:5].tolist()})"
+            )
     dup = np.flatnonzero(inventory[key].duplicated().to_numpy())
     if len(dup):
         raise KpiUnavailable(f"inventory table: {key} repeated in {len(dup)} rows (first rows {dup[:5].tolist()})")
