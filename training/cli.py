@@ -350,24 +350,29 @@ def serve(
 
 # ---------------------------------------------------------------- quickstart
 
+QUICKSTART_JOBS = ["configs/segment.yaml"]
+
 
 @app.command("quickstart")
 def quickstart(
     out: Annotated[Path, typer.Option(help="folder for the generated data and the KPI report")] = Path("ecomlab-out"),
     trials: Annotated[int | None, typer.Option(help="override each job's tuning.n_trials")] = None,
-    jobs: Annotated[str, typer.Option(help="comma-separated job configs to train")] = "configs/segment.yaml",
+    jobs: Annotated[str, typer.Option(help="comma-separated job configs to train")] = ",".join(QUICKSTART_JOBS),
 ) -> None:
     """The main job: generate the default data, validate it, KPI report, train and register every family."""
     from features import synthetic
+    from features.source_config import load_source_config
     from features.sources import load
     from training.config import load_job_config
 
     started = time.perf_counter()
     data_dir = out / "data"
-    with console.status("generating the default data set"):
-        synthetic.generate().write(data_dir)
     with user_errors():
-        loaded = load(Path("configs/data/synthetic.yaml"))
+        source = load_source_config(Path("configs/data/synthetic.yaml"))
+    with console.status("generating the default data set"):
+        synthetic.generate(**source.synthetic).write(data_dir)
+    with user_errors():
+        loaded = load(source)
     console.print(accounting_table(loaded))
     page = compute_and_write_kpis(loaded, out / "kpis")
     failed = []

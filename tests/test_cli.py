@@ -1,0 +1,92 @@
+"""The `ecomlab` command line, end to end: exit codes, one-line errors, the KPI report on disk."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+from typer.testing import CliRunner
+
+from tests.conftest import fresh_mlflow_db
+from training.cli import app
+
+REPO = Path(__file__).resolve().parents[1]
+runner = CliRunner()
+
+
+def small_synthetic(tmp_path: Path) -> Path:
+    cfg = {"name": "cli-synthetic", "format": "synthetic", "synthetic": {"n_customers": 300, "weeks": 52, "seed": 5}}
+    path = tmp_path / "synthetic.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def test_kpis_end_to_end_writes_json_plots_and_html(tmp_path: Path) -> None:
+    """The real console script in a subprocess, as a user runs it."""
+    out = tmp_path / "report"
+    proc = subprocess.run(
+        [sys.executable, "-m", "training.cli", "kpis", str(small_synthetic(tmp_path)), "--out", str(out)],
+        capture_output=True, text=True, cwd=REPO, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "average order value" in proc.stdout
+    data = json.loads((out / "kpis.json").read_text())
+    assert data["meta"]["rows_read"] == data["meta"]["rows_clean"] > 0
+    assert {"clv", "rfm", "cohort_retention", "returns", "stockout_risk"} <= set(data["kpis"])
+    pngs = {p.name for p in out.glob("*.png")}
+    assert {"cohort_retention.png", "revenue_by_category.png", "channels.png", "return_rates.png", "rfm_segments.png"} <= pngs
+    page = (out / "report.html").read_text()
+    assert page.count("data:image/png;base64,") == len(pngs) and "<table>" in page
+
+
+def test_data_check_prints_accounting(tmp_path: Path) -> None:
+    (tmp_path / "lines.csv").write_text("o,d,p,q,price\n1,2024-01-01,A,1,2.0\n,,,,\n2,2024-01-02,B,x,1.0\n")
+    cfg = {
+        "name": "tiny", "format": "csv", "path": "lines.csv",
+        "columns": {"order_id": "o", "order_date": "d", "product_id": "p", "quantity": "q", "unit_price": "price"},
+    }
+    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(cfg))
+    result = runner.invoke(app, ["data", "check", str(tmp_path / "tiny.yaml")])
+    assert result.exit_code == 0, result.output
+    assert "quarantined" in result.output and "blank row" in result.output and "not a number" in result.output
+
+
+def test_missing_config_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["data", "check", str(tmp_path / "nope.yaml")])
+    assert result.exit_code == 2
+    assert "config file not found" in result.output and "Traceback" not in result.output
+
+
+def test_missing_data_file_is_exit_2(tmp_path: Path) -> None:
+    cfg = {
+        "name": "gone", "format": "csv", "path": "gone.csv",
+        "columns": {"order_id": "o", "order_date": "d", "product_id": "p", "quantity": "q", "unit_price": "price"},
+    }
+    (tmp_path / "gone.yaml").write_text(yaml.safe_dump(cfg))
+    result = runner.invoke(app, ["kpis", str(tmp_path / "gone.yaml")])
+    assert result.exit_code == 2 and "data file not found: gone.csv" in result.output
+
+
+def test_train_config_typo_is_exit_2(tmp_path: Path) -> None:
+    job = yaml.safe_load((REPO / "configs" / "segment.yaml").read_text())
+    job["tunning"] = job.pop("tuning")
+    job["data"] = str(REPO / "configs" / "data" / "synthetic.yaml")
+    (tmp_path / "job.yaml").write_text(yaml.safe_dump(job))
+    result = runner.invoke(app, ["train", str(tmp_path / "job.yaml")])
+    assert result.exit_code == 2 and "tunning: unknown key" in result.output
+
+
+def test_data_generate_writes_the_truth(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["data", "generate", "--out", str(tmp_path / "d"), "--customers", "200", "--weeks", "20"])
+    assert result.exit_code == 0, result.output
+    assert {"lines.parquet", "customers.parquet", "inventory.parquet", "truth.json"} <= {p.name for p in (tmp_path / "d").iterdir()}
+
+
+def test_models_promote_unknown_version_is_exit_2(tmp_path: Path, monkeypatch, mlflow_template_db: Path) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", fresh_mlflow_db(mlflow_template_db, tmp_path))
+    result = runner.invoke(app, ["models", "promote", "ecomlab-segmenter", "9"])
+    assert result.exit_code == 2 and "cannot promote" in result.output
