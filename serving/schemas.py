@@ -5,6 +5,8 @@ BentoML's pydantic inputs are lax by default ("7" becomes 7, extra fields ignore
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from pydantic import BaseModel, ConfigDict, Field
 
 STRICT = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
@@ -55,7 +57,7 @@ class ForecastQuery(BaseModel):
     model_config = STRICT
     series_id: str = Field(min_length=1, max_length=500)
     horizon: int = Field(ge=1)
-    levels: list[int] | None = Field(None, min_length=1, max_length=5)
+    levels: list[Annotated[int, Field(gt=0, lt=100)]] | None = Field(None, min_length=1, max_length=5)
     exog: dict[str, list[float]] | None = None
 
 

@@ -21,6 +21,11 @@ from starlette.exceptions import HTTPException  # noqa: E402
 
 from serving.schemas import (  # noqa: E402
     CustomerRow,
+    ForecastPoint,
+    ForecastQuery,
+    ForecastRequest,
+    ForecastResponse,
+    SeriesForecast,
     ModelsResponse,
     SegmentRequest,
     SegmentResponse,
@@ -90,21 +95,69 @@ class EcomlabService:
                 raise InvalidArgument(f"customers[{int(missing[0])}].{col}: required by the served model (features: {needed})")
         x = frame[needed].astype("float64")
         x.insert(0, "customer_id", frame["customer_id"].astype("string"))
-        try:
-            out = served.model.predict(x)
-        except Exception as exc:
-            raise InvalidArgument(f"customers: {str(exc).splitlines()[0]}") from None
+        out = _predict(served, x, "customers")
         results = [
             SegmentResult(customer_id=None if pd.isna(cid) else str(cid), segment_id=int(sid), segment_name=str(name))
             for cid, sid, name in zip(frame["customer_id"], out["segment_id"], out["segment_name"], strict=True)
         ]
         return SegmentResponse(model=served.name, version=served.version, segments=results)
 
+    @bentoml.api(route="/forecast", input_spec=ForecastRequest)
+    def forecast(self, queries: list[ForecastQuery]) -> ForecastResponse:
+        """Point forecasts and prediction intervals per series, from the stored fits (no refitting)."""
+        limits = self.settings.limits
+        if len(queries) > limits.max_batch:
+            raise _too_large("queries", len(queries), limits.max_batch)
+        for i, q in enumerate(queries):
+            if q.horizon > limits.max_horizon:
+                raise InvalidArgument(f"queries[{i}].horizon: {q.horizon} is over the limit of {limits.max_horizon} periods")
+        served = self._served("forecaster")
+        frame = pd.DataFrame(
+            {
+                "series_id": [q.series_id for q in queries],
+                "horizon": [q.horizon for q in queries],
+                "levels": [q.levels for q in queries],
+                "exog": [q.exog for q in queries],
+            }
+        )
+        out = _predict(served, frame, "queries")
+        forecasts, start = [], 0
+        level_cols = sorted({c.split("_", 1)[1] for c in out.columns if c.startswith("lo_")}, key=float)
+        for q in queries:
+            part = out.iloc[start : start + q.horizon]
+            start += q.horizon
+            points = [
+                ForecastPoint(
+                    step=int(r["step"]), ds=str(r["ds"]), yhat=float(r["yhat"]),
+                    intervals={
+                        lv: [float(r[f"lo_{lv}"]), float(r[f"hi_{lv}"])] for lv in level_cols if pd.notna(r[f"lo_{lv}"])
+                    },
+                )
+                for r in part.to_dict("records")
+            ]
+            method = str(part["model"].iloc[0]) if len(part) else ""
+            forecasts.append(SeriesForecast(series_id=q.series_id, model=method, points=points))
+        return ForecastResponse(model=served.name, version=served.version, forecasts=forecasts)
+
     @bentoml.api(route="/models")
     def models(self) -> ModelsResponse:
         """Each configured model: name, version, alias, run id, key metrics and status."""
         rows = [ServedModel(**{k: v for k, v in m.items() if k != "loaded_at"}) for m in self.store.describe()]
         return ModelsResponse(models=rows, registry=_redact(self.store.uri), registry_error=self.store.registry_error)
+
+
+def _predict(served: Served, frame: pd.DataFrame, field: str) -> pd.DataFrame:
+    """The model's own predict on a request already validated by its schema; its errors are the caller's."""
+    try:
+        python_model = served.model.unwrap_python_model()
+    except Exception:
+        python_model = None
+    try:
+        if python_model is not None:
+            return python_model.predict(None, frame)
+        return served.model.predict(frame)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise InvalidArgument(f"{field}: {str(exc).splitlines()[0]}") from None
 
 
 def _input_columns(model) -> list[str]:

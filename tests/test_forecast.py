@@ -1,0 +1,322 @@
+"""The forecaster family: behaviour on planted patterns, fallbacks, intervals, selection, pyfunc round trip."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+from pydantic import ValidationError
+
+from features.contract import Accounting, Loaded, Quarantine
+from features.series import ExogOptions, SeriesOptions, SeriesSet
+from training.forecast import (
+    BacktestOptions, Context, ForecastConfig, ForecasterFamily, Holdout, Spec, best_per_series, evaluate_params,
+    fit_forecaster, fit_series, tune,
+)
+
+RNG_SEED = 11
+
+
+def series_set(frames: dict[str, np.ndarray], freq: str = "W", start: str = "2018-01-01", **exog) -> SeriesSet:
+    rng_freq = {"D": "D", "W": "W-MON", "M": "MS"}[freq]
+    parts = []
+    for uid, y in frames.items():
+        part = pd.DataFrame({"unique_id": uid, "ds": pd.date_range(start, periods=len(y), freq=rng_freq), "y": y})
+        for name, values in exog.items():
+            part[name] = values
+        parts.append(part)
+    frame = pd.concat(parts, ignore_index=True)
+    frame["unique_id"] = frame["unique_id"].astype("string")
+    frame["ds"] = frame["ds"].astype("datetime64[ns]")
+    return SeriesSet(frame, freq, exog_columns=list(exog))
+
+
+def yearly_weekly(n: int, seed: int) -> np.ndarray:
+    """Weekly sales with a yearly sinusoid, a slow trend and noise."""
+    rng = np.random.default_rng(seed)
+    weeks = pd.date_range("2018-01-01", periods=n, freq="W-MON")
+    return 1000 + 300 * np.sin(2 * np.pi * weeks.day_of_year / 365.25) + 1.5 * np.arange(n) + rng.normal(0, 50, n)
+
+
+def ar1(n: int, rng: np.random.Generator, phi: float = 0.6, mean: float = 100.0, sd: float = 5.0) -> np.ndarray:
+    y = np.empty(n)
+    y[0] = mean + rng.normal(0, sd / np.sqrt(1 - phi**2))
+    for t in range(1, n):
+        y[t] = mean + phi * (y[t - 1] - mean) + rng.normal(0, sd)
+    return y
+
+
+def cfg(**kw) -> ForecastConfig:
+    kw.setdefault("max_workers", 1)
+    return ForecastConfig(**kw)
+
+
+def ctx(freq: str = "W", season: int = 52) -> Context:
+    return Context(freq, season)
+
+
+# ---- behaviour ----
+
+
+def test_tuned_model_beats_seasonal_naive_on_held_out_periods():
+    feats = series_set({f"s{i}": yearly_weekly(182, RNG_SEED + i) for i in range(2)})
+    config = cfg(search={"p_max": 1, "q_max": 1, "fourier_max": 2, "trends": ["n", "c"]})
+    test = Holdout(feats, folds=3, horizon=4, step=4)
+    early = test.before_first_origin()  # choose without looking at the held-out windows
+    params, trials = tune(early, Holdout(early, 3, 4, 4), config, n_trials=4)
+    assert len(trials) == 4 and set(params["per_series"]) == {"s0", "s1"}
+    scored, _ = evaluate_params(feats, test, params, config)
+    assert scored.details["method"].eq("sarimax").all()
+    assert scored.objective < 0.8 * scored.metrics["snaive_mase"]
+
+
+def test_constant_series_gets_a_flat_forecast():
+    model = fit_series("c", np.full(60, 7.0), pd.date_range("2020-01-06", periods=60, freq="W-MON"), None,
+                       Spec(order=(1, 0, 0), trend="c"), ctx())
+    fc = model.forecast(6, [80, 95])
+    assert model.method == "mean" and "constant" in model.reason
+    assert np.allclose(fc["yhat"], 7.0) and np.allclose(fc["hi_95"] - fc["lo_95"], 0.0)
+
+
+def test_sarimax_intervals_widen_with_the_horizon():
+    rng = np.random.default_rng(RNG_SEED)
+    y = 500 + np.cumsum(rng.normal(0, 10, 120))
+    model = fit_series("rw", y, pd.date_range("2020-01-06", periods=120, freq="W-MON"), None, Spec(order=(1, 1, 0)), ctx())
+    fc = model.forecast(12, [80, 95])
+    width80, width95 = (fc["hi_80"] - fc["lo_80"]).to_numpy(), (fc["hi_95"] - fc["lo_95"]).to_numpy()
+    assert model.method == "sarimax"
+    assert np.all(np.diff(width95) > 0) and np.all(width95 > width80)
+    assert np.all(fc["lo_95"] < fc["yhat"]) and np.all(fc["yhat"] < fc["hi_95"])
+
+
+def test_95_intervals_cover_about_95_percent_of_ar1_data():
+    rng = np.random.default_rng(RNG_SEED)
+    dates = pd.date_range("2020-01-06", periods=80, freq="W-MON")
+    inside, total = 0, 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for _ in range(150):
+            y = ar1(84, rng)
+            model = fit_series("ar", y[:80], dates, None, Spec(order=(1, 0, 0), trend="c"), ctx())
+            fc = model.forecast(4, [95])
+            inside += int(((y[80:] >= fc["lo_95"]) & (y[80:] <= fc["hi_95"])).sum())
+            total += 4
+    assert 0.90 <= inside / total <= 0.99
+
+
+def test_naive_fallback_intervals_grow_like_sqrt_h():
+    rng = np.random.default_rng(RNG_SEED)
+    y = 100 + np.cumsum(rng.normal(0, 3, 10))  # too short for a SARIMAX: naive-1 (below one season)
+    model = fit_series("short", y, pd.date_range("2020-01-06", periods=10, freq="W-MON"), None, Spec(), ctx())
+    fc = model.forecast(4, [80])
+    assert model.method == "naive" and "too short" in model.reason
+    half = (fc["hi_80"] - fc["lo_80"]).to_numpy() / 2
+    assert np.allclose(half / half[0], np.sqrt([1, 2, 3, 4]))
+    assert np.allclose(fc["yhat"], y[-1])
+
+
+def test_short_and_all_zero_series_fall_back_with_a_reason_instead_of_failing():
+    feats = series_set({
+        "zeros": np.zeros(40),
+        "short": np.r_[np.full(32, np.nan), np.arange(8.0) + 5],
+        "ok": yearly_weekly(40, RNG_SEED),
+    })
+    feats.frame = feats.frame.dropna(subset=["y"]).reset_index(drop=True)
+    config = cfg(backtest=BacktestOptions(folds=2, horizon=2))
+    ev, folds = evaluate_params(feats, Holdout(feats, 2, 2, 2), {"p": 1, "d": 1, "q": 1}, config)
+    by_id = ev.details.set_index("unique_id")
+    assert by_id.loc["zeros", "method"] == "mean" and "constant series" in by_id.loc["zeros", "reason"]
+    assert by_id.loc["short", "method"] == "naive" and "too short" in by_id.loc["short", "reason"]
+    assert by_id.loc["ok", "method"] == "sarimax"
+    assert ev.metrics["series_mase_undefined"] == 1.0  # all-zero training part: MASE undefined, left out
+    fitted = fit_forecaster(feats, {"p": 1, "d": 1, "q": 1}, config)
+    assert fitted.models["zeros"].forecast(3, [80])["yhat"].eq(0).all()
+
+
+def test_failed_fit_falls_back_to_seasonal_naive_with_the_error():
+    y = np.r_[np.full(30, 5.0), np.inf, np.full(30, 5.0)]
+    model = fit_series("bad", y, pd.date_range("2020-01-06", periods=61, freq="W-MON"), None, Spec(), ctx("W", 4))
+    assert model.method == "snaive" and "fit failed" in model.reason
+
+
+def test_convergence_warnings_are_counted_not_printed(recwarn):
+    rng = np.random.default_rng(RNG_SEED)
+    y = rng.normal(0, 1, 60).cumsum()
+    spec = Spec(order=(2, 1, 2), trend="ct")
+    model = fit_series("w", y, pd.date_range("2020-01-06", periods=60, freq="W-MON"), None, spec, Context("W", 52, maxiter=5))
+    assert model.method == "sarimax"
+    assert model.convergence_warnings >= 1 and model.warnings >= model.convergence_warnings
+    assert len(recwarn) == 0
+
+
+def test_low_memory_results_stay_small_and_still_give_intervals():
+    rng = np.random.default_rng(RNG_SEED)
+    days = pd.date_range("2023-01-01", periods=365, freq="D")
+    y = 200 + 20 * np.array([0, 1, 2, 3, 5, 8, -4])[days.day_of_week] + rng.normal(0, 5, 365).cumsum() * 0.3
+    model = fit_series("d", y, days, None, Spec(order=(1, 0, 1), seasonal=(1, 1, 1), trend="n"), Context("D", 7))
+    assert model.method == "sarimax" and model.params["P"] == 1
+    size = len(pickle.dumps(model))
+    assert size < 600_000, f"pickled daily seasonal model is {size} bytes"
+    fc = pickle.loads(pickle.dumps(model)).forecast(14, [80, 95])
+    assert np.isfinite(fc[["lo_80", "hi_80", "lo_95", "hi_95"]].to_numpy()).all()
+    assert (fc["hi_95"] - fc["lo_95"]).iloc[-1] > 0
+
+
+def test_seasonal_terms_need_two_seasons_and_long_seasons_use_fourier():
+    y = yearly_weekly(80, RNG_SEED)  # 80 weeks < 2 seasons of 52
+    dates = pd.date_range("2018-01-01", periods=80, freq="W-MON")
+    model = fit_series("w", y, dates, None, Spec(order=(0, 1, 1), fourier=2), ctx())
+    assert model.design.fourier == 0 and "seasonal terms dropped" in model.reason
+    long = np.r_[y, yearly_weekly(40, RNG_SEED + 1)]
+    model = fit_series("w", long, pd.date_range("2018-01-01", periods=120, freq="W-MON"), None,
+                       Spec(order=(0, 1, 1), seasonal=(1, 0, 0), fourier=2), ctx())
+    assert model.design.fourier == 2 and "seasonal ARMA not fitted for s=52" in model.reason
+
+
+# ---- regressors ----
+
+
+def test_user_regressor_needs_future_values_and_calendar_flags_do_not():
+    rng = np.random.default_rng(RNG_SEED)
+    promo = (rng.random(104) < 0.2).astype(float)
+    y = 100 + 60 * promo + rng.normal(0, 3, 104)
+    feats = series_set({"s": y}, promo=promo)
+    feats.calendar = ["december"]
+    feats.frame["december"] = (feats.frame["ds"].dt.month == 12).astype(float)
+    fitted = fit_forecaster(feats, {"p": 0, "d": 0, "q": 0, "trend": "c"}, cfg(exog=ExogOptions(columns=["promo"], calendar=["december"])))
+    assert fitted.models["s"].design.columns == ["december", "promo"]
+    with pytest.raises(ValueError, match=r"needs future values of regressor\(s\) \['promo'\]"):
+        fitted.forecast("s", 2)
+    with pytest.raises(ValueError, match="exog has 1 step"):
+        fitted.forecast("s", 2, exog={"promo": [1.0]})
+    fc = fitted.forecast("s", 2, exog=[{"promo": 1.0}, {"promo": 0.0}])
+    assert fc["yhat"].iloc[0] - fc["yhat"].iloc[1] == pytest.approx(60, abs=5)
+
+
+# ---- selection and config ----
+
+
+def details(rows: list[tuple[str, float, float]]) -> pd.DataFrame:
+    return pd.DataFrame(rows, columns=["unique_id", "mase", "snaive_mase"])
+
+
+def test_best_per_series_keeps_the_study_best_unless_a_clear_gain_and_falls_back_to_snaive():
+    a, b = {"p": 0, "d": 1, "q": 1}, {"p": 2, "d": 0, "q": 2}
+    trials = [
+        (a, details([("x", 0.80, 1.0), ("y", 0.90, 1.0), ("z", 1.30, 1.2)])),
+        (b, details([("x", 0.78, 1.0), ("y", 0.50, 1.0), ("z", 1.25, 1.2)])),
+    ]
+    chosen = best_per_series(trials)  # study best: b (mean 0.843 vs 1.0)
+    assert chosen["x"]["p"] == 2 and "study's best" in chosen["x"]["note"]
+    assert chosen["y"]["p"] == 2
+    assert chosen["z"] == {"method": "snaive", "note": chosen["z"]["note"]} and "does not beat" in chosen["z"]["note"]
+    trials[0] = (a, details([("x", 0.50, 1.0), ("y", 0.90, 1.0), ("z", 1.30, 1.2)]))
+    chosen = best_per_series(trials)  # x: a beats the study best (b, 0.78) by more than 20%
+    assert chosen["x"]["p"] == 0 and "own best" in chosen["x"]["note"]
+    assert best_per_series(trials, margin=0.0)["y"]["p"] == 2
+
+
+def test_config_rejects_unknown_keys_and_bad_levels():
+    with pytest.raises(ValidationError, match="horizn"):
+        ForecastConfig(backtest={"horizn": 3})
+    with pytest.raises(ValidationError, match="level"):
+        ForecastConfig(levels=[80, 100])
+    with pytest.raises(ValidationError, match="weekend"):
+        ForecastConfig(exog={"calendar": ["weekend"]})
+    config = ForecastConfig(series={"freq": "M"})
+    assert (config.season, config.horizon, config.step) == (12, 3, 3)
+
+
+# ---- the family, end to end, and the pyfunc ----
+
+
+def order_lines(seed: int = RNG_SEED) -> Loaded:
+    """Two years of 6-hourly orders in two categories, with a weekday pattern and a yearly swing."""
+    rng = np.random.default_rng(seed)
+    stamps = pd.date_range("2021-01-04", "2022-12-31 18:00", freq="6h")
+    n = len(stamps)
+    level = np.array([1, 1, 1, 1, 1.5, 2, 0.5])[stamps.day_of_week] * (1 + 0.3 * np.sin(2 * np.pi * stamps.day_of_year / 365.25))
+    lines = pd.DataFrame({
+        "order_id": pd.array([f"o{i}" for i in range(n)], dtype="string"),
+        "order_date": stamps.astype("datetime64[ns]"),
+        "customer_id": pd.array([None] * n, dtype="string"),
+        "product_id": pd.array(rng.choice(["a", "b"], n), dtype="string"),
+        "product_name": pd.array([None] * n, dtype="string"),
+        "category": pd.array(rng.choice(["toys", "books"], n, p=[0.6, 0.4]), dtype="string"),
+        "quantity": (rng.poisson(3 * level) + 1).astype("int64"),
+        "unit_price": 10.0,
+        "discount": 0.0,
+        "channel": pd.array([None] * n, dtype="string"),
+        "returned": False,
+    })
+    return Loaded(lines, Quarantine(), Accounting(n, n, 0, 0))
+
+
+@pytest.fixture(scope="module")
+def job():
+    family = ForecasterFamily()
+    config = ForecastConfig(series=SeriesOptions(freq="W", group_by="category"), max_workers=2,
+                            search={"p_max": 1, "q_max": 1, "fourier_max": 1})
+    feats = family.features(order_lines(), config)
+    train, holdout = family.split(feats, config)
+    trials = [(p, family.evaluate(train, holdout, p, config)) for p in family.initial_trials(config)[:3]]
+    params = family.select(trials, trials[0][0], config)
+    fitted = family.fit(feats, params, config)
+    return family, config, feats, holdout, trials, fitted
+
+
+def test_family_runs_end_to_end(job):
+    family, config, feats, holdout, trials, fitted = job
+    assert feats.ids == ["toys", "books"] and len(feats.partial) == 1  # the week of 2022-12-26 ends after the data
+    baseline = family.baseline(feats, holdout, config)
+    assert baseline.details["mase"].notna().all() and baseline.objective > 0
+    assert all(ev.details is not None and len(ev.details) == 2 for _, ev in trials)
+    assert trials[0][1].details["snaive_mase"].round(9).tolist() == baseline.details["mase"].round(9).tolist()
+    figures, tables, metrics = family.report(fitted, feats, config)
+    assert set(figures) == {"forecast_top_series", "backtest_error_per_fold", "residual_acf"}
+    assert {"backtest_series", "backtest_folds", "models", "partial_periods"} <= set(tables)
+    assert metrics["final_mase"] > 0 and metrics["partial_periods"] == 1.0
+
+
+def test_parallel_and_serial_backtests_agree(job):
+    family, config, feats, holdout, trials, _ = job
+    serial = family.evaluate(feats, holdout, trials[0][0], config.model_copy(update={"max_workers": 1}))
+    assert serial.objective == pytest.approx(trials[0][1].objective)
+
+
+def test_unknown_series_id_names_the_known_ones(job):
+    fitted = job[-1]
+    with pytest.raises(ValueError, match=r"unknown series_id 'games'; this model knows 2 series, e.g. \['toys', 'books'\]"):
+        fitted.forecast("games", 3)
+
+
+def test_pyfunc_round_trip(job, tmp_path):
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    import mlflow.pyfunc
+    from mlflow.models import infer_signature
+
+    family, config, _, holdout, _, fitted = job
+    model, example, output = family.pyfunc(fitted, config)
+    mlflow.pyfunc.save_model(tmp_path / "m", python_model=model, input_example=example,
+                             signature=infer_signature(example, output))
+    loaded = mlflow.pyfunc.load_model(str(tmp_path / "m"))
+    out = loaded.predict(pd.DataFrame({"series_id": ["books"], "horizon": [3], "levels": [[50, 90]]}))
+    assert out.columns.tolist() == ["series_id", "step", "ds", "yhat", "model", "lo_50", "hi_50", "lo_90", "hi_90"]
+    assert out["ds"].tolist() == ["2022-12-26", "2023-01-02", "2023-01-09"]
+    both = loaded.predict(example)
+    assert len(both) == 6 and {"lo_80", "hi_95"} <= set(both.columns)
+    pd.testing.assert_frame_equal(both, output)
+    for bad, message in [
+        ({"series_id": ["nope"], "horizon": [2]}, "unknown series_id 'nope'"),
+        ({"series_id": ["toys"], "horizon": [0]}, "horizon must be between 1"),
+        ({"series_id": ["toys"], "horizon": [2], "levels": [[100]]}, r"level must be an integer in \(0, 100\)"),
+    ]:
+        with pytest.raises(Exception, match=message):
+            loaded.predict(pd.DataFrame(bad))
+    assert family.score_model(loaded, holdout, config) == pytest.approx(family.evaluate(
+        holdout.series, holdout, {"method": "snaive", "per_series": {
+            u: {**m.params} for u, m in fitted.models.items()}}, config).objective)
