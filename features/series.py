@@ -228,7 +228,7 @@ def _long(values: pd.DataFrame) -> pd.DataFrame:
     frame["unique_id"] = frame["unique_id"].astype("string")
     frame["ds"] = frame["ds"].astype("datetime64[ns]")
     frame["y"] = frame["y"].astype("float64")
-    return frame.sort_values(["unique_id", "ds"], kind="stable", ignore_index=True)
+    return frame  # series in column order (largest revenue first), periods in time order
 
 
 def _add_exog(

@@ -17,9 +17,6 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
 
-import mlflow  # noqa: E402
-from mlflow.tracking import MlflowClient  # noqa: E402
-
 from serving.settings import ModelSpec, ServeSettings  # noqa: E402
 
 log = logging.getLogger("ecomlab.serving")
@@ -103,6 +100,9 @@ class ModelStore:
 
     def refresh(self) -> None:
         """Load every configured model whose alias points to a version other than the one served."""
+        import mlflow  # imported here: `bentoml serve` imports this module in its CLI process too
+        from mlflow.tracking import MlflowClient
+
         with self._lock:
             mlflow.set_tracking_uri(self.uri)
             mlflow.set_registry_uri(self.uri)
@@ -120,7 +120,9 @@ class ModelStore:
             self._status.registry_error = registry_error
             self._status.last_check = time.time()
 
-    def _refresh_one(self, client: MlflowClient, spec: ModelSpec) -> None:
+    def _refresh_one(self, client: Any, spec: ModelSpec) -> None:
+        import mlflow
+
         mv = client.get_model_version_by_alias(spec.name, spec.alias)
         current = self._status.served.get(spec.family)
         if current is not None and current.version == str(mv.version):

@@ -39,7 +39,8 @@ def yearly_weekly(n: int, seed: int) -> np.ndarray:
     """Weekly sales with a yearly sinusoid, a slow trend and noise."""
     rng = np.random.default_rng(seed)
     weeks = pd.date_range("2018-01-01", periods=n, freq="W-MON")
-    return 1000 + 300 * np.sin(2 * np.pi * weeks.day_of_year / 365.25) + 1.5 * np.arange(n) + rng.normal(0, 50, n)
+    season = np.sin(2 * np.pi * weeks.day_of_year.to_numpy() / 365.25)
+    return 1000 + 300 * season + 1.5 * np.arange(n) + rng.normal(0, 50, n)
 
 
 def ar1(n: int, rng: np.random.Generator, phi: float = 0.6, mean: float = 100.0, sd: float = 5.0) -> np.ndarray:
@@ -137,10 +138,24 @@ def test_short_and_all_zero_series_fall_back_with_a_reason_instead_of_failing():
     assert fitted.models["zeros"].forecast(3, [80])["yhat"].eq(0).all()
 
 
-def test_failed_fit_falls_back_to_seasonal_naive_with_the_error():
-    y = np.r_[np.full(30, 5.0), np.inf, np.full(30, 5.0)]
+def test_failed_fit_falls_back_to_seasonal_naive_with_the_error(monkeypatch):
+    from statsmodels.tsa.statespace.sarimax import SARIMAX
+
+    def broken(self, *args, **kwargs):
+        raise np.linalg.LinAlgError("Schur decomposition solver error")
+
+    monkeypatch.setattr(SARIMAX, "fit", broken)
+    y = yearly_weekly(61, RNG_SEED)
     model = fit_series("bad", y, pd.date_range("2020-01-06", periods=61, freq="W-MON"), None, Spec(), ctx("W", 4))
-    assert model.method == "snaive" and "fit failed" in model.reason
+    assert model.method == "snaive"
+    assert model.reason == "SARIMAX(1, 1, 1) fit failed (LinAlgError: Schur decomposition solver error)"
+    assert np.allclose(model.forecast(4, [80])["yhat"], y[-4:])
+
+
+def test_non_finite_values_are_an_error_naming_the_series():
+    y = np.r_[np.full(30, 5.0), np.inf, np.nan]
+    with pytest.raises(ValueError, match="series 'bad' has 2 non-finite value"):
+        fit_series("bad", y, pd.date_range("2020-01-06", periods=32, freq="W-MON"), None, Spec(), ctx())
 
 
 def test_convergence_warnings_are_counted_not_printed(recwarn):

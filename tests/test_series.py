@@ -102,7 +102,7 @@ def test_group_by_top_n_keeps_the_biggest_and_reports_the_rest():
         ("5", "2024-01-03", 1, 9.0, None),
     ])
     feats = build_series(data, SeriesOptions(freq="D", group_by="category", top_n=2))
-    assert feats.ids == ["books", "toys"]
+    assert feats.ids == ["toys", "books"]  # largest revenue first
     assert feats.groups_dropped == 2
     assert feats.groups_dropped_share == pytest.approx(10 / 360)
     every = build_series(data, SeriesOptions(freq="D", group_by="category"))

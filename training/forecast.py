@@ -442,9 +442,12 @@ def fit_series(
     uid: str, y: np.ndarray, ds: pd.DatetimeIndex, user: pd.DataFrame | None, spec: Spec, ctx: Context, note: str = ""
 ) -> SeriesModel:
     """Fit `spec` on one series, or the documented fallback (with the reason) where it cannot be."""
+    y = np.asarray(y, dtype="float64")
     n = len(y)
     if n == 0:
         raise ValueError(f"series {uid!r} has no periods to fit")
+    if not np.all(np.isfinite(y)):
+        raise ValueError(f"series {uid!r} has {int((~np.isfinite(y)).sum())} non-finite value(s) in y")
     base = Design(ctx.freq, ctx.season)
     if np.all(y == y[0]):
         return naive_model(uid, "mean", y, ds, base, f"constant series (every period {y[0]:g}): flat forecast")
@@ -501,8 +504,8 @@ def sarimax_model(
         params = model.fit(disp=False, low_memory=True, maxiter=ctx.maxiter).params
         results = model.filter(params, conserve_memory=_forecast_memory())
     n_conv = sum(issubclass(w.category, ConvergenceWarning) for w in caught)
-    if not np.all(np.isfinite(params)):
-        raise FloatingPointError("non-finite parameters")
+    if not (np.all(np.isfinite(params)) and np.isfinite(results.llf)):
+        raise FloatingPointError("non-finite parameters or likelihood")
     return SeriesModel(uid, "sarimax", spec.as_params(), reason or spec.label(), pd.Timestamp(ds[-1]), len(y),
                        design, scale=scale, results=results, warnings=len(caught), convergence_warnings=n_conv)
 

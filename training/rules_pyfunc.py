@@ -1,0 +1,274 @@
+"""The served recommenders: association rules pre-indexed for fast batch ranking, popularity, and the pyfunc.
+
+Kept apart from the miner (`training.rules`) so a registered model unpickles with numpy, scipy and
+pandas only: no optuna, matplotlib or mining engine at load time.
+
+Ranking (`RuleRecommender`): a rule A -> c fires for a basket that contains every item of A and
+not c. An item's score is the highest confidence among its fired rules; items are ranked by score,
+ties broken by that best rule's lift, then its support, then the item label (ascending), so the
+order is fully deterministic. Each item comes with its fired rules, best first (same key, then
+rule number). Items the model never saw are ignored and reported, never an error.
+
+Batch path: rule antecedents are a sparse rules x items incidence matrix; one sparse product with
+the baskets' matrix counts, per (basket, rule), how many antecedent items the basket holds; the
+rule fires where that count equals the antecedent's length. 100 baskets take about a millisecond
+per 10k rules.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import mlflow.pyfunc
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+OUTPUT_COLUMNS = ["items", "scores", "rules", "unknown_items"]
+CHUNK = 2000  # baskets per sparse product: bounds the fired (basket, rule) pairs held at once
+
+
+@dataclass
+class Ranked:
+    """Top-k per basket as padded arrays: item codes (-1 = none), scores and, per cell, the fired rules."""
+
+    codes: np.ndarray  # baskets x k, int64, -1 where fewer than k items
+    scores: np.ndarray  # baskets x k, float64, nan where no item
+    rules: list[list[np.ndarray]]  # per basket, per recommended item: rule numbers best first
+    from_rules: np.ndarray  # baskets, int64: how many of the items came from rules
+
+
+class PopularityRecommender:
+    """The baseline: the most frequent training items not already in the basket (score = item support)."""
+
+    def __init__(self, items: np.ndarray, counts: np.ndarray, n_baskets: int) -> None:
+        self.items = np.asarray(items, dtype=object)
+        self.counts = np.asarray(counts, dtype=np.int64)
+        self.n_baskets = int(n_baskets)
+        seen = np.flatnonzero(self.counts > 0)
+        self.order_ = seen[np.lexsort((seen, -self.counts[seen]))]  # count desc, then label (code) asc
+
+    def rank(self, baskets: sp.csr_matrix, k: int) -> Ranked:
+        n = baskets.shape[0]
+        codes = np.full((n, k), -1, dtype=np.int64)
+        head = self.order_[: k + int(np.diff(baskets.indptr).max(initial=0))]
+        inside = baskets[:, head].toarray().astype(bool) if len(head) else np.zeros((n, 0), dtype=bool)
+        for i in range(n):
+            top = head[~inside[i]][:k]
+            codes[i, : len(top)] = top
+        scores = np.where(codes >= 0, self.counts[np.maximum(codes, 0)] / max(self.n_baskets, 1), np.nan)
+        empty = [[np.empty(0, dtype=np.int64)] * int((row >= 0).sum()) for row in codes]
+        return Ranked(codes, scores, empty, np.zeros(n, dtype=np.int64))
+
+
+class RuleRecommender:
+    """Rules with single-item consequents, indexed by antecedent; see the module docstring for the ranking."""
+
+    def __init__(
+        self,
+        items: np.ndarray,
+        item_counts: np.ndarray,
+        n_baskets: int,
+        antecedents: sp.csr_matrix,
+        consequents: np.ndarray,
+        confidence: np.ndarray,
+        lift: np.ndarray,
+        support: np.ndarray,
+        fill: str = "none",
+    ) -> None:
+        if fill not in ("none", "popular"):
+            raise ValueError(f"fill must be 'none' or 'popular', got {fill!r}")
+        self.items = np.asarray(items, dtype=object)
+        self.popularity = PopularityRecommender(self.items, item_counts, n_baskets)
+        self.antecedents = sp.csr_matrix(antecedents, dtype=np.int32)
+        self.antecedents.sort_indices()
+        self.consequents = np.asarray(consequents, dtype=np.int64)
+        self.confidence = np.asarray(confidence, dtype=np.float64)
+        self.lift = np.asarray(lift, dtype=np.float64)
+        self.support = np.asarray(support, dtype=np.float64)
+        self.fill = fill
+        self.ante_len_ = np.diff(self.antecedents.indptr).astype(np.int64)
+        if self.n_rules and self.ante_len_.min() < 1:
+            raise ValueError("every rule needs a non-empty antecedent")
+        self.pivot_t_ = self._pivots(self.popularity.counts).T.tocsr()
+        self.pivot_degree_ = np.diff(self.pivot_t_.indptr).astype(np.int64)
+        self.code_of_ = {str(label): i for i, label in enumerate(self.items) if self.popularity.counts[i] > 0}
+
+    def _pivots(self, counts: np.ndarray) -> sp.csr_matrix:
+        """rules x items with one entry per rule: its rarest antecedent item, the one a basket must hold first."""
+        ante = self.antecedents
+        rows = np.repeat(np.arange(self.n_rules), self.ante_len_)
+        order = np.lexsort((ante.indices, counts[ante.indices], rows))
+        pivot = ante.indices[order[ante.indptr[:-1]]] if self.n_rules else np.empty(0, dtype=np.int64)
+        ones = np.ones(self.n_rules, dtype=np.int32)
+        return sp.csr_matrix((ones, (np.arange(self.n_rules), pivot)), shape=ante.shape)
+
+    @property
+    def n_rules(self) -> int:
+        return len(self.consequents)
+
+    # ---- labels in, labels out ----
+
+    def encode(self, baskets: list[list[str]]) -> tuple[sp.csr_matrix, list[list[str]]]:
+        """Basket matrix over the model's items, and the unknown labels of each basket (in request order)."""
+        rows, cols, unknown = [], [], []
+        for i, basket in enumerate(baskets):
+            missing = []
+            for label in basket:
+                code = self.code_of_.get(label)
+                if code is None:
+                    missing.append(label)
+                else:
+                    rows.append(i)
+                    cols.append(code)
+            unknown.append(list(dict.fromkeys(missing)))
+        data = np.ones(len(rows), dtype=np.int32)
+        m = sp.csr_matrix((data, (rows, cols)), shape=(len(baskets), len(self.items)))
+        m.sum_duplicates()
+        m.data[:] = 1
+        return m, unknown
+
+    def recommend(self, baskets: list[list[str]], k: int, max_rules: int = 3) -> pd.DataFrame:
+        """One row per basket: items, scores, rules fired (text, best first, at most `max_rules`), unknown items."""
+        matrix, unknown = self.encode(baskets)
+        ranked = self.rank(matrix, k)
+        out = {"items": [], "scores": [], "rules": [], "unknown_items": unknown}
+        for i in range(len(baskets)):
+            valid = ranked.codes[i] >= 0
+            out["items"].append([str(x) for x in self.items[ranked.codes[i][valid]]])
+            out["scores"].append([float(s) for s in ranked.scores[i][valid]])
+            out["rules"].append([[self.rule_text(r) for r in rs[:max_rules]] for rs in ranked.rules[i]])
+        return pd.DataFrame(out, columns=OUTPUT_COLUMNS)
+
+    def rule_text(self, r: int) -> str:
+        lo, hi = self.antecedents.indptr[r], self.antecedents.indptr[r + 1]
+        ante = " & ".join(str(x) for x in self.items[self.antecedents.indices[lo:hi]])
+        return f"{ante} -> {self.items[self.consequents[r]]}"
+
+    # ---- codes in, codes out (evaluation and serving share it) ----
+
+    def rank(self, baskets: sp.csr_matrix, k: int) -> Ranked:
+        """Top-k items per basket (rows of a baskets x items matrix over the model's items)."""
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        parts = [self._rank_chunk(baskets[s : s + CHUNK], k) for s in range(0, baskets.shape[0], CHUNK)]
+        if not parts:
+            return Ranked(np.full((0, k), -1), np.full((0, k), np.nan), [], np.zeros(0, dtype=np.int64))
+        ranked = Ranked(
+            np.vstack([p.codes for p in parts]),
+            np.vstack([p.scores for p in parts]),
+            [r for p in parts for r in p.rules],
+            np.concatenate([p.from_rules for p in parts]),
+        )
+        return self._filled(baskets, ranked, k) if self.fill == "popular" else ranked
+
+    def _fired(self, baskets: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
+        """(basket, rule) pairs of the rules that fire, their consequent not already in the basket."""
+        if self.n_rules == 0 or baskets.nnz == 0:
+            return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
+        hits = (sp.csr_matrix(baskets, dtype=np.int32) @ self.ante_t_).tocsr()
+        b = np.repeat(np.arange(hits.shape[0]), np.diff(hits.indptr))
+        r = hits.indices.astype(np.int64)
+        full = hits.data == self.ante_len_[r]
+        b, r = b[full], r[full]
+        width = baskets.shape[1]
+        held = np.repeat(np.arange(baskets.shape[0]), np.diff(baskets.indptr)) * width + baskets.indices
+        fresh = ~np.isin(b * width + self.consequents[r], held)
+        return b[fresh], r[fresh]
+
+    def _rank_chunk(self, baskets: sp.csr_matrix, k: int) -> Ranked:
+        n = baskets.shape[0]
+        codes = np.full((n, k), -1, dtype=np.int64)
+        scores = np.full((n, k), np.nan)
+        rules: list[list[np.ndarray]] = [[] for _ in range(n)]
+        b, r = self._fired(baskets)
+        if len(b) == 0:
+            return Ranked(codes, scores, rules, np.zeros(n, dtype=np.int64))
+        c = self.consequents[r]
+        conf, lift, supp = self.confidence[r], self.lift[r], self.support[r]
+        order = np.lexsort((r, -supp, -lift, -conf, c, b))  # per (basket, item): best rule first
+        b, r, c, conf, lift, supp = b[order], r[order], c[order], conf[order], lift[order], supp[order]
+        new_pair = np.ones(len(b), dtype=bool)
+        new_pair[1:] = (b[1:] != b[:-1]) | (c[1:] != c[:-1])
+        starts = np.flatnonzero(new_pair)
+        ends = np.append(starts[1:], len(b))
+        best = np.lexsort((c[starts], -supp[starts], -lift[starts], -conf[starts], b[starts]))
+        pb = b[starts][best]
+        first_of_basket = np.ones(len(pb), dtype=bool)
+        first_of_basket[1:] = pb[1:] != pb[:-1]
+        group_start = np.maximum.accumulate(np.where(first_of_basket, np.arange(len(pb)), 0))
+        rank = np.arange(len(pb)) - group_start
+        top = rank < k
+        sel = best[top]
+        codes[pb[top], rank[top]] = c[starts][sel]
+        scores[pb[top], rank[top]] = conf[starts][sel]
+        for basket, pos in zip(pb[top].tolist(), sel.tolist()):
+            rules[basket].append(r[starts[pos] : ends[pos]])
+        return Ranked(codes, scores, rules, (codes >= 0).sum(axis=1).astype(np.int64))
+
+    def _filled(self, baskets: sp.csr_matrix, ranked: Ranked, k: int) -> Ranked:
+        """Empty slots after the rule items take the most popular items (score 0, no rule)."""
+        assert self.popularity is not None
+        codes, scores = ranked.codes.copy(), ranked.scores.copy()
+        extra = k + int(np.diff(baskets.indptr).max(initial=0))
+        head = self.popularity.order_[: extra + k]
+        for i in np.flatnonzero(ranked.from_rules < k):
+            have = set(baskets.indices[baskets.indptr[i] : baskets.indptr[i + 1]].tolist())
+            have.update(codes[i][codes[i] >= 0].tolist())
+            n = int(ranked.from_rules[i])
+            for code in head.tolist():
+                if n == k:
+                    break
+                if code not in have:
+                    codes[i, n], scores[i, n] = code, 0.0
+                    ranked.rules[i].append(np.empty(0, dtype=np.int64))
+                    n += 1
+        return Ranked(codes, scores, ranked.rules, ranked.from_rules)
+
+
+class RulesModel(mlflow.pyfunc.PythonModel):
+    """Baskets in (`items`: list of item labels, optional `k`); one row of ranked recommendations out.
+
+    Output columns: `items` (ranked labels), `scores` (confidence of the best fired rule; 0 for a
+    popularity fill), `rules` (per item, the fired rules as "a & b -> c", best first), `unknown_items`.
+    """
+
+    def __init__(self, recommender: RuleRecommender, k: int, max_rules: int = 3, max_k: int = 100) -> None:
+        self.recommender = recommender
+        self.k = int(k)
+        self.max_rules = int(max_rules)
+        self.max_k = int(max_k)
+
+    def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
+        frame = pd.DataFrame(model_input)
+        if "items" not in frame.columns:
+            raise ValueError(f"recommend request lacks column 'items' (a list of item labels per basket); got {list(frame.columns)}")
+        baskets = [_basket(v, i) for i, v in enumerate(frame["items"].tolist())]
+        ks = [_k(v, i, self.k, self.max_k) for i, v in enumerate(frame["k"].tolist())] if "k" in frame.columns else []
+        if not ks or len(set(ks)) == 1:
+            return self.recommender.recommend(baskets, ks[0] if ks else self.k, self.max_rules)
+        out = self.recommender.recommend(baskets, max(ks), self.max_rules)
+        for col in ("items", "scores", "rules"):
+            out[col] = [v[:k] for v, k in zip(out[col], ks)]
+        return out
+
+
+def _basket(value: Any, row: int) -> list[str]:
+    if isinstance(value, str) or not isinstance(value, (list, tuple, np.ndarray)):
+        raise ValueError(f"row {row}: 'items' must be a list of item labels, got {type(value).__name__}")
+    bad = [x for x in value if not isinstance(x, (str, np.str_))]
+    if bad:
+        raise ValueError(f"row {row}: 'items' must hold strings, got {bad[0]!r} ({type(bad[0]).__name__})")
+    return [str(x) for x in value]
+
+
+def _k(value: Any, row: int, default: int, max_k: int) -> int:
+    if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
+        return default
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or value != int(value):
+        raise ValueError(f"row {row}: 'k' must be a whole number, got {value!r}")
+    if not 1 <= int(value) <= max_k:
+        raise ValueError(f"row {row}: 'k' must be between 1 and {max_k}, got {int(value)}")
+    return int(value)
