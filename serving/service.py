@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DO_NOT_TRACK", "true")
@@ -32,6 +34,7 @@ from serving.schemas import (  # noqa: E402
     SegmentResult,
     ServedModel,
 )
+from serving.auth import BodyLimit, TokenAuth  # noqa: E402
 from serving.settings import load_settings  # noqa: E402
 from serving.store import ModelStore, ModelUnavailable, Served  # noqa: E402
 
@@ -62,6 +65,7 @@ def _too_large(field: str, got: int, limit: int) -> TooLarge:
 class EcomlabService:
     def __init__(self) -> None:
         self.settings = load_settings()
+        self.metrics = Metrics()
         self.store = ModelStore(self.settings)
         self.store.refresh()
         self.store.start_reloading()
@@ -95,7 +99,8 @@ class EcomlabService:
                 raise InvalidArgument(f"customers[{int(missing[0])}].{col}: required by the served model (features: {needed})")
         x = frame[needed].astype("float64")
         x.insert(0, "customer_id", frame["customer_id"].astype("string"))
-        out = _predict(served, x, "customers")
+        with self.metrics.observe(served, len(x)):
+            out = _predict(served, x, "customers")
         results = [
             SegmentResult(customer_id=None if pd.isna(cid) else str(cid), segment_id=int(sid), segment_name=str(name))
             for cid, sid, name in zip(frame["customer_id"], out["segment_id"], out["segment_name"], strict=True)
@@ -120,7 +125,8 @@ class EcomlabService:
                 "exog": [q.exog for q in queries],
             }
         )
-        out = _predict(served, frame, "queries")
+        with self.metrics.observe(served, len(frame)):
+            out = _predict(served, frame, "queries")
         forecasts, start = [], 0
         level_cols = sorted({c.split("_", 1)[1] for c in out.columns if c.startswith("lo_")}, key=float)
         for q in queries:
@@ -144,6 +150,36 @@ class EcomlabService:
         """Each configured model: name, version, alias, run id, key metrics and status."""
         rows = [ServedModel(**{k: v for k, v in m.items() if k != "loaded_at"}) for m in self.store.describe()]
         return ModelsResponse(models=rows, registry=_redact(self.store.uri), registry_error=self.store.registry_error)
+
+
+class Metrics:
+    """Per-model Prometheus counters, served on BentoML's /metrics next to its own."""
+
+    def __init__(self) -> None:
+        import prometheus_client  # after BentoML set up its multiprocess metrics directory
+
+        labels = ["family", "model", "version"]
+        self.predictions = prometheus_client.Counter(
+            "ecomlab_predictions", "Rows predicted, per served model version", labels
+        )
+        self.requests = prometheus_client.Counter("ecomlab_model_requests", "Requests per served model version", labels)
+        self.errors = prometheus_client.Counter(
+            "ecomlab_prediction_errors", "Requests a served model rejected or failed", [*labels, "kind"]
+        )
+
+    @contextmanager
+    def observe(self, served: Served, rows: int) -> Iterator[None]:
+        labels = (served.family, served.name, served.version)
+        self.requests.labels(*labels).inc()
+        try:
+            yield
+        except InvalidArgument:
+            self.errors.labels(*labels, "bad_input").inc()
+            raise
+        except Exception:
+            self.errors.labels(*labels, "failure").inc()
+            raise
+        self.predictions.labels(*labels).inc(rows)
 
 
 def _predict(served: Served, frame: pd.DataFrame, field: str) -> pd.DataFrame:
@@ -174,5 +210,8 @@ def _redact(uri: str) -> str:
         return f"{scheme}://***@{rest.split('@', 1)[1]}"
     return uri
 
+
+EcomlabService.add_asgi_middleware(TokenAuth, token_env=SETTINGS.api_token_env)
+EcomlabService.add_asgi_middleware(BodyLimit, max_bytes=SETTINGS.limits.max_body_bytes)
 
 __all__ = ["EcomlabService", "np"]

@@ -50,15 +50,19 @@ def server(registry: tuple[Path, str]) -> Server:
     folder, uri = registry
     config = write_serve_config(
         folder, [{"family": "segmenter", "name": "ecomlab-segmenter", "alias": "champion"}],
-        limits={"max_batch": 50},
+        limits={"max_batch": 50, "max_body_bytes": 200_000}, reload_interval_s=1,
     )
-    srv = start(folder, config, uri)
+    srv = start(folder, config, uri, env={"ECOMLAB_API_TOKEN": TOKEN})
     yield srv
     srv.stop()
 
 
-def post(server: Server, path: str, body) -> httpx.Response:
-    return httpx.post(server.url + path, json=body, timeout=30)
+TOKEN = "s3cret-test-token"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+def post(server: Server, path: str, body, headers: dict | None = None) -> httpx.Response:
+    return httpx.post(server.url + path, json=body, timeout=30, headers=AUTH if headers is None else headers)
 
 
 CUSTOMER = {"recency": 12.0, "frequency": 9.0, "monetary": 850.0, "quantity": 40.0, "tenure": 400.0, "aov": 94.4, "return_rate": 0.02}
@@ -108,15 +112,38 @@ def test_bad_segment_requests_name_the_field(server: Server, body: dict, field: 
 
 def test_nan_and_malformed_json_are_400(server: Server) -> None:
     raw = '{"customers": [{"recency": NaN, "frequency": 1, "monetary": 1}]}'
-    resp = httpx.post(server.url + "/segment", content=raw, headers={"content-type": "application/json"})
+    headers = {"content-type": "application/json", **AUTH}
+    resp = httpx.post(server.url + "/segment", content=raw, headers=headers)
     assert resp.status_code == 400 and "recency" in resp.text
-    resp = httpx.post(server.url + "/segment", content="{not json", headers={"content-type": "application/json"})
+    resp = httpx.post(server.url + "/segment", content="{not json", headers=headers)
     assert resp.status_code == 400
 
 
 def test_oversize_batch_is_413(server: Server) -> None:
     resp = post(server, "/segment", {"customers": [CUSTOMER] * 51})
     assert resp.status_code == 413 and "limit is 50" in resp.text
+
+
+def test_body_over_the_byte_limit_is_413(server: Server) -> None:
+    resp = httpx.post(server.url + "/segment", content=b"x" * 300_000, headers={"content-type": "application/json", **AUTH})
+    assert resp.status_code == 413 and "limit" in resp.text
+
+
+def test_api_token_required_but_probes_open(server: Server) -> None:
+    assert post(server, "/segment", {"customers": [CUSTOMER]}, headers={}).status_code == 401
+    assert post(server, "/segment", {"customers": [CUSTOMER]}, headers={"Authorization": "Bearer wrong"}).status_code == 401
+    assert post(server, "/segment", {"customers": [CUSTOMER]}, headers={"X-API-Token": TOKEN}).status_code == 200
+    for probe in ("/healthz", "/livez", "/readyz"):
+        assert httpx.get(server.url + probe).status_code == 200
+
+
+def test_prometheus_metrics_per_model(server: Server) -> None:
+    post(server, "/segment", {"customers": [CUSTOMER] * 3})
+    post(server, "/segment", {"customers": [dict(CUSTOMER, recency="x")]})
+    text = httpx.get(server.url + "/metrics", headers=AUTH).text
+    assert 'ecomlab_predictions_total{family="segmenter",model="ecomlab-segmenter",version="1"}' in text
+    assert "ecomlab_model_requests_total" in text
+    assert "bentoml_service_request_total" in text or "bentoml_api_server_request_total" in text
 
 
 def test_missing_model_is_alive_but_not_ready(registry: tuple[Path, str], tmp_path: Path) -> None:
@@ -131,3 +158,67 @@ def test_missing_model_is_alive_but_not_ready(registry: tuple[Path, str], tmp_pa
         assert resp.status_code == 503
     finally:
         srv.stop()
+
+
+def test_hot_reload_swaps_champion_without_failing_requests(server: Server, registry: tuple[Path, str]) -> None:
+    """Move the alias to a new version: in-flight and later requests all succeed, /models shows it."""
+    import threading
+    import time
+
+    from mlflow.tracking import MlflowClient
+
+    _, uri = registry
+    client = MlflowClient(uri, uri)
+    current = client.get_model_version_by_alias("ecomlab-segmenter", "champion")
+    new = client.create_model_version("ecomlab-segmenter", current.source, run_id=current.run_id)
+    statuses: list[int] = []
+    stop = threading.Event()
+
+    def hammer() -> None:
+        with httpx.Client(headers=AUTH, timeout=30) as http:
+            while not stop.is_set() and len(statuses) < 2000:
+                statuses.append(http.post(server.url + "/segment", json={"customers": [CUSTOMER] * 4}).status_code)
+
+    worker = threading.Thread(target=hammer)
+    worker.start()
+    try:
+        client.set_registered_model_alias("ecomlab-segmenter", "champion", new.version)
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            versions = [m["version"] for m in post(server, "/models", {}).json()["models"]]
+            if versions == [str(new.version)]:
+                break
+            time.sleep(0.3)
+        else:
+            pytest.fail("the service did not pick up the new champion within 30 s")
+        time.sleep(1)
+    finally:
+        stop.set()
+        worker.join()
+    assert statuses and set(statuses) == {200}, f"{len(statuses)} requests, statuses {set(statuses)}"
+    assert post(server, "/segment", {"customers": [CUSTOMER]}).json()["version"] == str(new.version)
+
+
+def test_alias_to_version_with_missing_artifacts_keeps_serving(server: Server, registry: tuple[Path, str], tmp_path: Path) -> None:
+    import time
+
+    from mlflow.tracking import MlflowClient
+
+    _, uri = registry
+    client = MlflowClient(uri, uri)
+    serving_version = post(server, "/models", {}).json()["models"][0]["version"]
+    broken = client.create_model_version("ecomlab-segmenter", (tmp_path / "gone").as_uri(), run_id=None)
+    client.set_registered_model_alias("ecomlab-segmenter", "champion", broken.version)
+    try:
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            model = post(server, "/models", {}).json()["models"][0]
+            if model["error"]:
+                break
+            time.sleep(0.3)
+        assert model["error"] and model["version"] == serving_version and model["status"] == "serving"
+        resp = post(server, "/segment", {"customers": [CUSTOMER]})
+        assert resp.status_code == 200 and resp.json()["version"] == serving_version
+        assert httpx.get(server.url + "/readyz").status_code == 200
+    finally:
+        client.set_registered_model_alias("ecomlab-segmenter", "champion", serving_version)

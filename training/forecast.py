@@ -202,6 +202,7 @@ class SeriesModel:
     n_obs: int
     design: Design
     scale: float = 1.0
+    log: bool = False  # fitted on log(y): forecasts and bounds are exp() of the model's
     results: Any = None
     tail: np.ndarray | None = None  # the last season (snaive), last value (naive) or mean (mean)
     sigma: float = 0.0
@@ -223,10 +224,11 @@ class SeriesModel:
     def _sarimax(self, starts, horizon, levels, user_exog) -> tuple[np.ndarray, dict[int, tuple[np.ndarray, np.ndarray]]]:
         exog = self.design.matrix(starts, user_exog)
         fc = self.results.get_forecast(steps=horizon, exog=exog)
-        mean = np.asarray(fc.predicted_mean, dtype="float64") * self.scale
+        back = np.exp if self.log else (lambda v: v * self.scale)
+        mean = back(np.asarray(fc.predicted_mean, dtype="float64"))
         bounds = {}
         for level in levels:
-            ci = np.asarray(fc.conf_int(alpha=1 - level / 100), dtype="float64") * self.scale
+            ci = back(np.asarray(fc.conf_int(alpha=1 - level / 100), dtype="float64"))
             bounds[level] = (ci[:, 0], ci[:, 1])
         return mean, bounds
 
@@ -357,6 +359,7 @@ class Spec:
     seasonal: tuple[int, int, int] = (0, 0, 0)
     trend: str = "n"
     fourier: int = 0
+    log: bool = False
 
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> Spec:
@@ -371,6 +374,7 @@ class Spec:
             seasonal=(int(params.get("P", 0)), int(params.get("D", 0)), int(params.get("Q", 0))),
             trend=trend,
             fourier=int(params.get("fourier", 0)),
+            log=bool(params.get("log", False)),
         )
 
     def as_params(self) -> dict[str, Any]:
@@ -378,7 +382,7 @@ class Spec:
             return {"method": self.method}
         (p, d, q), (P, D, Q) = self.order, self.seasonal
         return {"method": "sarimax", "p": p, "d": d, "q": q, "P": P, "D": D, "Q": Q,
-                "trend": self.trend, "fourier": self.fourier}
+                "trend": self.trend, "fourier": self.fourier, "log": self.log}
 
     def label(self) -> str:
         if self.method != "sarimax":
@@ -386,7 +390,8 @@ class Spec:
         text = f"SARIMAX{self.order}"
         if any(self.seasonal):
             text += f"x{self.seasonal}"
-        return text + (f" trend={self.trend}" if self.trend != "n" else "") + (f" fourier={self.fourier}" if self.fourier else "")
+        text += f" trend={self.trend}" if self.trend != "n" else ""
+        return text + (f" fourier={self.fourier}" if self.fourier else "") + (" log" if self.log else "")
 
 
 @dataclass(frozen=True)
@@ -424,6 +429,13 @@ def adapt(spec: Spec, n: int, ctx: Context) -> tuple[Spec, list[str]]:
     return spec, notes
 
 
+def log_ok(spec: Spec, y: np.ndarray) -> tuple[Spec, list[str]]:
+    """A log transform needs positive values; without them the series is modelled as it is."""
+    if spec.log and not np.all(y > 0):
+        return replace(spec, log=False), [f"log transform skipped: {int((y <= 0).sum())} period(s) <= 0"]
+    return spec, []
+
+
 def n_params(spec: Spec, ctx: Context) -> int:
     (p, d, q), (P, D, Q) = spec.order, spec.seasonal
     trend = {"n": 0, "c": 1, "t": 1, "ct": 2}[spec.trend]
@@ -455,6 +467,8 @@ def fit_series(
         method = spec.method if spec.method != "snaive" else fallback_method(n, ctx.season)
         return naive_model(uid, method, y, ds, base, note or "chosen method")
     spec, notes = adapt(spec, n, ctx)
+    spec, log_notes = log_ok(spec, y)
+    notes += log_notes
     need = max(ctx.min_train, 2 * n_params(spec, ctx) + spec.order[1] + spec.seasonal[1] * ctx.season)
     if n < need:
         return naive_model(uid, fallback_method(n, ctx.season), y, ds, base,
@@ -495,19 +509,22 @@ def sarimax_model(
     from statsmodels.tools.sm_exceptions import ConvergenceWarning
     from statsmodels.tsa.statespace.sarimax import SARIMAX
 
-    scale = float(np.mean(np.abs(y))) or 1.0
+    scale = 1.0 if spec.log else float(np.mean(np.abs(y))) or 1.0
+    endog = np.log(y) if spec.log else y / scale
     exog = design.matrix(ds, user)
     seasonal = (*spec.seasonal, ctx.season) if any(spec.seasonal) else (0, 0, 0, 0)
     with warnings.catch_warnings(record=True) as caught, threadpool_limits(1):
         warnings.simplefilter("always")
-        model = SARIMAX(y / scale, exog=exog, order=spec.order, seasonal_order=seasonal, trend=spec.trend)
+        model = SARIMAX(endog, exog=exog, order=spec.order, seasonal_order=seasonal, trend=spec.trend,
+                        concentrate_scale=True)
         params = model.fit(disp=False, low_memory=True, maxiter=ctx.maxiter).params
         results = model.filter(params, conserve_memory=_forecast_memory())
     n_conv = sum(issubclass(w.category, ConvergenceWarning) for w in caught)
     if not (np.all(np.isfinite(params)) and np.isfinite(results.llf)):
         raise FloatingPointError("non-finite parameters or likelihood")
     return SeriesModel(uid, "sarimax", spec.as_params(), reason or spec.label(), pd.Timestamp(ds[-1]), len(y),
-                       design, scale=scale, results=results, warnings=len(caught), convergence_warnings=n_conv)
+                       design, scale=scale, log=spec.log, results=results, warnings=len(caught),
+                       convergence_warnings=n_conv)
 
 
 # ---- backtests ----

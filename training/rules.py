@@ -46,6 +46,7 @@ log = logging.getLogger(__name__)
 
 Engine = Literal["auto", "pyfim", "mlxtend-fpgrowth", "mlxtend-hmine", "mlxtend-apriori"]
 SPARSE_DENSITY = 0.01
+UNKNOWN_EXAMPLE = "(an item the model has not seen)"
 
 
 # ---- config ----
@@ -109,6 +110,7 @@ class RulesConfig(Strict):
         "none", description="empty slots after the rule-based items take the most popular items"
     )
     max_itemsets: int = Field(2_000_000, ge=1, description="a candidate mining more itemsets fails (raise min_support)")
+    max_rules: int = Field(1_000_000, ge=1, description="a candidate with more rules fails (a big, slow model)")
     max_rules_per_item: int = Field(3, ge=1, description="fired rules returned with each recommended item")
     evaluation: EvaluationOptions = EvaluationOptions()
     search: SearchSpace = SearchSpace()
@@ -220,7 +222,8 @@ def _pyfim(matrix: sp.csr_matrix, min_count: int, max_len: int | None) -> list:
     flat = matrix.indices.tolist()
     bounds = matrix.indptr.tolist()
     tracts = [flat[a:b] for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
-    return fim.fpgrowth(tracts, target="s", supp=-min_count, zmin=1, zmax=max_len, report="a")
+    limit = {"zmax": max_len} if max_len else {}  # pyFIM takes no None for "no limit"
+    return fim.fpgrowth(tracts, target="s", supp=-min_count, zmin=1, report="a", **limit)
 
 
 def _mlxtend(algorithm: str) -> Any:
@@ -344,7 +347,6 @@ class RulesFit:
     """What a fit produces: the recommender, its rules and itemset summary, the item labels."""
 
     recommender: RuleRecommender
-    popularity: PopularityRecommender
     rules: Rules
     items: np.ndarray
     params: dict[str, Any]
@@ -359,14 +361,17 @@ def fit_rules(baskets: Baskets, params: dict[str, Any], cfg: RulesConfig) -> Rul
         baskets, float(params["min_support"]), int(params["max_len"]), cfg.engine, cfg.max_itemsets
     )
     rules = rules_from_itemsets(itemsets, baskets.n_items, float(params["min_confidence"]), float(params["min_lift"]))
-    counts = baskets.item_counts()
-    popularity = PopularityRecommender(baskets.items, counts, baskets.n_baskets)
+    if len(rules) > cfg.max_rules:
+        raise ValueError(
+            f"{len(rules)} rules exceed max_rules ({cfg.max_rules}) at {params}: "
+            "raise min_support, min_confidence or min_lift"
+        )
     recommender = RuleRecommender(
-        baskets.items, rules.antecedents, rules.consequents, rules.confidence, rules.lift, rules.support,
-        known=counts > 0, popularity=popularity, fill=cfg.fill,
+        baskets.items, baskets.item_counts(), baskets.n_baskets, rules.antecedents, rules.consequents,
+        rules.confidence, rules.lift, rules.support, fill=cfg.fill,
     )
     sizes = {int(s): len(c) for s, c in itemsets.counts.items()}
-    return RulesFit(recommender, popularity, rules, baskets.items, dict(params), len(itemsets), sizes, itemsets.stats)
+    return RulesFit(recommender, rules, baskets.items, dict(params), len(itemsets), sizes, itemsets.stats)
 
 
 # ---- evaluation ----
@@ -435,7 +440,7 @@ def score_pyfunc(model: Any, holdout: Baskets, cfg: RulesConfig) -> float:
     flat = holdout.items[held.rest.indices].tolist()
     bounds = held.rest.indptr.tolist()
     request = pd.DataFrame({"items": [flat[a:b] for a, b in zip(bounds[:-1], bounds[1:])]})
-    request["k"] = cfg.evaluation.k
+    request["k"] = float(cfg.evaluation.k)  # the signature types k as an optional double
     out = model.predict(request)
     hidden = holdout.items[held.hidden]
     hits = [h in set(items) for h, items in zip(hidden, out["items"])]
@@ -530,14 +535,19 @@ def _mappable(cmap: Any, norm: Any) -> Any:
 
 
 def examples(model: RulesModel, fitted: RulesFit, k: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Two request baskets that fire rules (the second without `k`, so the signature marks k optional)."""
+    """Two request baskets that fire rules; the second has an unknown item and no `k`.
+
+    The missing `k` makes MLflow mark the column optional (type double: send k as a float, or leave
+    the column out for the model's default); the unknown item gives `unknown_items` its type.
+    """
     rules = fitted.rules
     if len(rules):
         best = np.argsort(-rules.confidence, kind="stable")[:2]
         baskets = [[str(fitted.items[i]) for i in rules.antecedent(int(r))] for r in best]
     else:
-        baskets = [[str(x) for x in fitted.items[fitted.popularity.order_[:2]]]]
+        baskets = [[str(x) for x in fitted.items[fitted.recommender.popularity.order_[:2]]]]
     baskets = (baskets * 2)[:2]
+    baskets[1] = [*baskets[1], UNKNOWN_EXAMPLE]
     example = pd.DataFrame({"items": baskets, "k": [float(k), np.nan]})
     return example, model.predict(None, example)
 
