@@ -22,6 +22,10 @@ from bentoml.exceptions import BentoMLException, InvalidArgument, ServiceUnavail
 from starlette.exceptions import HTTPException  # noqa: E402
 
 from serving.schemas import (  # noqa: E402
+    Basket,
+    BasketRecommendations,
+    Recommendation,
+    RecommendResponse,
     CustomerRow,
     ForecastPoint,
     ForecastQuery,
@@ -29,6 +33,7 @@ from serving.schemas import (  # noqa: E402
     ForecastResponse,
     SeriesForecast,
     ModelsResponse,
+    RecommendRequest,
     SegmentRequest,
     SegmentResponse,
     SegmentResult,
@@ -144,6 +149,33 @@ class EcomlabService:
             method = str(part["model"].iloc[0]) if len(part) else ""
             forecasts.append(SeriesForecast(series_id=q.series_id, model=method, points=points))
         return ForecastResponse(model=served.name, version=served.version, forecasts=forecasts)
+
+    @bentoml.api(route="/recommend", input_spec=RecommendRequest)
+    def recommend(self, baskets: list[Basket], k: int = 5) -> RecommendResponse:
+        """Items to add to each basket, ranked, each with the rule(s) that fired; unknown items reported."""
+        limits = self.settings.limits
+        if len(baskets) > limits.max_batch:
+            raise _too_large("baskets", len(baskets), limits.max_batch)
+        for i, b in enumerate(baskets):
+            if len(b.items) > limits.max_basket_items:
+                raise _too_large(f"baskets[{i}].items", len(b.items), limits.max_basket_items)
+            if (b.k or k) > limits.max_k:
+                raise InvalidArgument(f"baskets[{i}].k: {b.k or k} is over the limit of {limits.max_k}")
+        served = self._served("recommender")
+        frame = pd.DataFrame({"items": [b.items for b in baskets], "k": [b.k or k for b in baskets]})
+        with self.metrics.observe(served, len(frame)):
+            out = _predict(served, frame, "baskets")
+        results = [
+            BasketRecommendations(
+                recommendations=[
+                    Recommendation(item=str(item), score=float(score), rules=[str(r) for r in fired])
+                    for item, score, fired in zip(row["items"], row["scores"], row["rules"], strict=True)
+                ],
+                unknown_items=[str(x) for x in row["unknown_items"]],
+            )
+            for row in out.to_dict("records")
+        ]
+        return RecommendResponse(model=served.name, version=served.version, results=results)
 
     @bentoml.api(route="/models")
     def models(self) -> ModelsResponse:

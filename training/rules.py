@@ -24,9 +24,12 @@ rule-based recommendation), rules and itemsets. The popularity baseline is score
 
 from __future__ import annotations
 
+import gc
 import logging
 import math
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -181,14 +184,11 @@ def mine_itemsets(
     used = choose_engine(engine, density)
     if used not in ENGINES:
         raise ValueError(f"unknown mining engine {engine!r}; known: auto, {', '.join(ENGINES)}")
-    found = ENGINES[used](matrix, min_count, max_len) if len(keep) else []
-    sets, counts = _by_size(found, keep)
+    with _gc_paused():
+        found = ENGINES[used](matrix, min_count, max_len, max_itemsets) if len(keep) else []
+        _check_count(len(found), max_itemsets)
+        sets, counts = _by_size(found, keep)
     itemsets = Itemsets(sets, counts, n, min_count, used)
-    if max_itemsets is not None and len(itemsets) > max_itemsets:
-        raise ValueError(
-            f"{len(itemsets)} frequent itemsets at min_support {min_support:g} exceed max_itemsets "
-            f"({max_itemsets}): raise min_support or lower max_len"
-        )
     itemsets.stats = {
         "items_below_min_support": int(baskets.n_items - len(keep)),
         "items_frequent": len(keep),
@@ -199,6 +199,23 @@ def mine_itemsets(
     log.info("mined %d itemsets with %s (min count %d, %d items below it)", len(itemsets), used, min_count,
              itemsets.stats["items_below_min_support"])
     return itemsets
+
+
+def _check_count(found: int, max_itemsets: int | None) -> None:
+    if max_itemsets is not None and found > max_itemsets:
+        raise ValueError(f"{found} frequent itemsets exceed max_itemsets ({max_itemsets}): raise min_support or lower max_len")
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Building millions of small lists and tuples (no cycles) triggers the cyclic GC over and over: 4x slower."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _by_size(found: list[tuple[tuple[int, ...], int]], keep: np.ndarray) -> tuple[dict, dict]:
@@ -216,18 +233,23 @@ def _by_size(found: list[tuple[tuple[int, ...], int]], keep: np.ndarray) -> tupl
     return sets_by, counts_by
 
 
-def _pyfim(matrix: sp.csr_matrix, min_count: int, max_len: int | None) -> list:
+def _pyfim(matrix: sp.csr_matrix, min_count: int, max_len: int | None, max_itemsets: int | None) -> list:
+    """With `max_itemsets`, a first pass counts the itemsets (pattern spectrum, no itemsets kept), so
+    a candidate with millions of them fails before they fill the memory; it costs one more mining pass."""
     import fim
 
     flat = matrix.indices.tolist()
     bounds = matrix.indptr.tolist()
     tracts = [flat[a:b] for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
-    limit = {"zmax": max_len} if max_len else {}  # pyFIM takes no None for "no limit"
-    return fim.fpgrowth(tracts, target="s", supp=-min_count, zmin=1, report="a", **limit)
+    options = {"target": "s", "supp": -min_count, "zmin": 1, **({"zmax": max_len} if max_len else {})}
+    if max_itemsets is not None:
+        spectrum = fim.fpgrowth(tracts, report="#", **options)
+        _check_count(int(sum(spectrum.values())), max_itemsets)
+    return fim.fpgrowth(tracts, report="a", **options)
 
 
 def _mlxtend(algorithm: str) -> Any:
-    def run(matrix: sp.csr_matrix, min_count: int, max_len: int | None) -> list:
+    def run(matrix: sp.csr_matrix, min_count: int, max_len: int | None, _max_itemsets: int | None) -> list:
         from mlxtend import frequent_patterns as fp
 
         n = matrix.shape[0]
@@ -469,6 +491,7 @@ def scatter_figure(fitted: RulesFit) -> Figure:
         dots = ax.scatter(rules.support[order], rules.confidence[order], c=rules.lift[order], s=10, cmap="viridis", alpha=0.8)
         fig.colorbar(dots, ax=ax, label="lift")
         ax.set_xscale("log")
+        _plain_log_ticks(ax)
     else:
         ax.text(0.5, 0.5, "no rules at these thresholds", ha="center", va="center", transform=ax.transAxes)
     ax.set(xlabel="support (share of baskets)", ylabel="confidence", title=f"{len(rules)} rules: support, confidence and lift")
@@ -502,11 +525,20 @@ def network_figure(table: pd.DataFrame) -> Figure:
     for name, (x, y), a in zip(nodes, pts, angle):
         ax.text(1.1 * x, 1.1 * y, _short(name), fontsize=7, rotation=np.degrees(a) if x >= 0 else np.degrees(a) + 180,
                 ha="left" if x >= 0 else "right", va="center", rotation_mode="anchor")
-    ax.set_xlim(-1.8, 1.8)
-    ax.set_ylim(-1.8, 1.8)
+    ax.set_xlim(-1.6, 1.6)
+    ax.set_ylim(-1.6, 1.6)
     ax.set_aspect("equal")
     fig.colorbar(_mappable(cmap, norm), ax=ax, shrink=0.6, label="lift")
+    fig.tight_layout()
     return fig
+
+
+def _plain_log_ticks(ax: Any) -> None:
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
 
 
 def _short(label: str, width: int = 24) -> str:
