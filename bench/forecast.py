@@ -254,7 +254,7 @@ def verdict(results: dict[str, Result], ids: list[str]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--skip-autoarima", action="store_true", help="leave out statsforecast (it takes minutes)")
-    parser.add_argument("--trials", type=int, default=12, help="configurations ecomlab's study tries per frequency")
+    parser.add_argument("--trials", type=int, default=8, help="configurations ecomlab's study tries per frequency")
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
 

@@ -172,12 +172,57 @@ def build(key: str, n_synth: int, npz: str) -> None:
     }))
 
 
+def latency(k: int = 5, repeats: int = 20) -> None:
+    """Child: fit the recommender on 80% of UCI invoices, time the served model on held-out baskets."""
+    import pickle
+    import statistics
+
+    import numpy as np
+    import pandas as pd
+
+    from features.baskets import build_baskets
+    from features.sources import load
+    from training.rules import RecommenderFamily, RulesConfig
+
+    family, cfg = RecommenderFamily(), RulesConfig()
+    baskets = build_baskets(load(REPO / "configs" / "data" / "uci_online_retail.yaml").lines)
+    train, holdout = family.split(baskets, cfg)
+    out = {}
+    for params in ({"min_support": 0.005, "min_confidence": 0.1, "min_lift": 1.0, "max_len": 3},
+                   {"min_support": 0.003, "min_confidence": 0.05, "min_lift": 1.0, "max_len": 4}):
+        started = time.perf_counter()
+        fitted = family.fit(train, params, cfg)
+        fit_s = time.perf_counter() - started
+        model, _, _ = family.pyfunc(fitted, cfg)
+        blob = pickle.dumps(model)
+        started = time.perf_counter()
+        model = pickle.loads(blob)
+        load_s = time.perf_counter() - started
+        lists = holdout.as_lists()
+        row = {"rules": len(fitted.rules), "fit_s": fit_s, "pickle_mib": len(blob) / 2**20, "unpickle_ms": load_s * 1e3}
+        for size in (1, 100, 1000):
+            frame = pd.DataFrame({"items": lists[:size]})
+            times = []
+            for _ in range(repeats):
+                started = time.perf_counter()
+                model.predict(None, frame)
+                times.append(time.perf_counter() - started)
+            row[f"predict_{size}_ms"] = statistics.median(times) * 1e3
+        row["mean_basket"] = float(np.mean([len(x) for x in lists[:100]]))
+        started = time.perf_counter()
+        row["hit_rate_at_k"] = family.evaluate(train, holdout, params, cfg).objective
+        row["evaluate_s"] = time.perf_counter() - started
+        out[json.dumps(params)] = row
+    print(json.dumps(out))
+
+
 def worker(argv: list[str]) -> None:
     method, npz, support = argv[0], argv[1], float(argv[2])
     try:
         result = run_method(method, npz, support)
-    except MemoryError:
-        result = {"error": "out of memory"}
+    except MemoryError as exc:  # numpy says how much it asked for: "Unable to allocate 11.3 GiB for an array ..."
+        asked = str(exc).split(" for ")[0].replace("Unable to allocate", "asked for").strip()
+        result = {"error": "out of memory" + (f": {asked}" if asked.startswith("asked") else "")}
     print(json.dumps(result))
 
 
@@ -217,8 +262,8 @@ def spawn(method: str, npz: str, support: float, timeout: float, cap_gib: float)
         return {"error": "out of memory" + (f" (cap {cap_gib:g} GiB)" if cap else "") if oom else last[:200],
                 "wall_s": wall, "peak_mib": peak_mib}
     result = json.loads(lines[-1])
-    if result.get("error") == "out of memory" and cap:
-        result["error"] = f"out of memory (cap {cap_gib:g} GiB)"
+    if result.get("error", "").startswith("out of memory") and cap:
+        result["error"] = result["error"].replace("out of memory", f"out of memory (cap {cap_gib:g} GiB)")
     return {**result, "wall_s": wall, "peak_mib": peak_mib}
 
 
@@ -268,7 +313,7 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds per method and run")
     parser.add_argument("--cap-gib", type=float, default=6.0, help="address-space cap for the dense apriori child")
     parser.add_argument("--quick", action="store_true", help="one support level per data set, 100k synthetic baskets")
-    parser.add_argument("--only", choices=["fimi", "uci", "synthetic"], action="append", help="data sets to run")
+    parser.add_argument("--only", choices=["fimi", "uci", "synthetic", "serving"], action="append", help="parts to run")
     args = parser.parse_args()
     n_synth = 100_000 if args.quick else 500_000
     plans = {
@@ -306,11 +351,27 @@ def main() -> None:
                 finished = [r["method"] for r in rows if r.get("digest")]
                 verdict = "all agree" if len(digests) == 1 else f"DISAGREE ({len(digests)} different results)"
                 print(f"  itemsets and counts: {verdict} among {', '.join(finished)}")
+    if not args.only or "serving" in args.only:
+        print_latency()
+
+
+def print_latency() -> None:
+    """The served recommender on UCI invoices (80% train, held-out baskets as requests)."""
+    done = subprocess.run([sys.executable, __file__, "--latency"], capture_output=True, text=True, check=True)
+    print("\nserved recommender (RulesModel.predict, UCI invoices, k=5, median of 20 calls):")
+    for params, row in json.loads(done.stdout.strip().splitlines()[-1]).items():
+        print(f"  {params}")
+        print(f"    {row['rules']:,} rules, fit {row['fit_s']:.1f} s, model pickle {row['pickle_mib']:.1f} MiB, "
+              f"unpickle {row['unpickle_ms']:.0f} ms, hit rate@5 {row['hit_rate_at_k']:.3f} (evaluate {row['evaluate_s']:.1f} s)")
+        print(f"    predict: 1 basket {row['predict_1_ms']:.1f} ms, 100 baskets {row['predict_100_ms']:.1f} ms, "
+              f"1000 baskets {row['predict_1000_ms']:.0f} ms (mean basket {row['mean_basket']:.1f} items)")
 
 
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--worker":
         worker(sys.argv[2:])
+    elif len(sys.argv) > 1 and sys.argv[1] == "--latency":
+        latency()
     elif len(sys.argv) > 1 and sys.argv[1] == "--build":
         build(sys.argv[2], int(sys.argv[3]), sys.argv[4])
     else:

@@ -340,3 +340,28 @@ def _load_synthetic(cfg: DataSourceConfig) -> Loaded:
     validate_schema(lines)
     accounting = Accounting(len(lines), len(lines), 0, 0, files=1)
     return Loaded(lines, quarantine, accounting, cfg.name, data.customers, data.inventory, digest)
+
+
+CONTRACT_MAPPING = {c: c for c in ("order_id", "order_date", "customer_id", "product_id", "product_name",
+                                   "category", "quantity", "unit_price", "discount", "channel", "returned")}
+
+
+def validate_frame(raw: pd.DataFrame, name: str = "request", date_format: str | None = None) -> Loaded:
+    """Validate rows already named like the contract (e.g. posted to the service) with the loader's rules."""
+    from features.source_config import ColumnMap
+
+    present = {k: v for k, v in CONTRACT_MAPPING.items() if k in raw.columns}
+    missing = [c for c in ("order_id", "order_date", "product_id", "quantity", "unit_price") if c not in present]
+    if missing:
+        raise SourceError(f"{name}: required contract column(s) {missing} missing; columns given: {list(raw.columns)}")
+    cfg = DataSourceConfig(
+        name=name, format="csv", path=name, columns=ColumnMap(**present), date_format=date_format,
+        returns={"negative_quantity": True}, drop_duplicates=False,
+    )
+    frame = raw.reset_index(drop=True).astype(object).where(raw.notna().reset_index(drop=True), None)
+    frame = frame.map(lambda v: None if v is None else str(v))
+    clean, quarantine, _ = normalise(frame, cfg, name)
+    lines = clean.drop(columns=["_raw_key"]).reset_index(drop=True)
+    accounting = Accounting(len(raw), len(lines), quarantine.n_rows, 0)
+    accounting.check()
+    return Loaded(lines, quarantine, accounting, name)

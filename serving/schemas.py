@@ -5,7 +5,7 @@ BentoML's pydantic inputs are lax by default ("7" becomes 7, extra fields ignore
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -135,3 +135,48 @@ class ModelsResponse(Out):
     models: list[ServedModel]
     registry: str
     registry_error: str | None
+
+
+# ---- /kpis ----
+
+
+class OrderLineIn(BaseModel):
+    """One order line in the `OrderLines` contract. Row-level problems (an unparseable date, a
+    negative price, a zero quantity) are quarantined and reported, not a failed request."""
+
+    model_config = STRICT
+    order_id: str = Field(max_length=200)
+    order_date: str = Field(max_length=40, description="ISO date or date-time, e.g. 2024-03-01 or 2024-03-01T10:15:00")
+    customer_id: str | None = Field(None, max_length=200)
+    product_id: str = Field(max_length=200)
+    product_name: str | None = Field(None, max_length=500)
+    category: str | None = Field(None, max_length=200)
+    quantity: int = Field(description="units; negative marks a return")
+    unit_price: float
+    discount: float | None = None
+    channel: str | None = Field(None, max_length=200)
+    returned: bool | None = None
+
+
+class KpiOptionsIn(BaseModel):
+    model_config = STRICT
+    churn_window_days: int | None = Field(None, ge=1, le=3650)
+
+
+class KpiRequest(BaseModel):
+    model_config = STRICT
+    lines: list[OrderLineIn] = Field(min_length=1)
+    options: KpiOptionsIn | None = None
+
+
+class QuarantinedRow(Out):
+    row: int = Field(description="index of the line in the request (0-based), or the CSV row (header = 1)")
+    column: str
+    reason: str
+    value: str | None
+
+
+class KpiResponse(Out):
+    accounting: dict[str, int]
+    quarantine: list[QuarantinedRow]
+    kpis: dict[str, Any] = Field(description="KPI name -> its figures, or {status: unavailable, reason}")

@@ -6,10 +6,12 @@ Start it with `ecomlab serve` or `bentoml serve serving.service:EcomlabService`.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DO_NOT_TRACK", "true")
@@ -33,12 +35,18 @@ from serving.schemas import (  # noqa: E402
     ForecastResponse,
     SeriesForecast,
     ModelsResponse,
+    KpiOptionsIn,
+    KpiRequest,
+    KpiResponse,
+    OrderLineIn,
+    QuarantinedRow,
     RecommendRequest,
     SegmentRequest,
     SegmentResponse,
     SegmentResult,
     ServedModel,
 )
+from features.kpis import KPIS  # noqa: E402
 from serving.auth import BodyLimit, TokenAuth  # noqa: E402
 from serving.settings import load_settings  # noqa: E402
 from serving.store import ModelStore, ModelUnavailable, Served  # noqa: E402
@@ -177,6 +185,53 @@ class EcomlabService:
         ]
         return RecommendResponse(model=served.name, version=served.version, results=results)
 
+    # ---- KPIs (pure functions of the posted lines; no model needed) ----
+
+    @bentoml.api(route="/kpis", input_spec=KpiRequest)
+    def kpis(self, lines: list[OrderLineIn], options: KpiOptionsIn | None = None) -> KpiResponse:
+        """Every KPI of the posted order lines, with the quarantine report of rejected rows."""
+        return self._kpis(lines, options, None)
+
+    @bentoml.api(route="/kpis/upload")
+    def kpis_upload(self, file: Path, churn_window_days: int | None = None) -> KpiResponse:
+        """Every KPI of an uploaded CSV whose header names the contract columns (multipart field `file`)."""
+        from features.sources import SourceError, validate_frame
+
+        if file.stat().st_size > self.settings.limits.max_body_bytes:
+            raise _too_large("file (bytes)", file.stat().st_size, self.settings.limits.max_body_bytes)
+        try:
+            raw = pd.read_csv(file, dtype=str, keep_default_na=False, na_values=[""], skip_blank_lines=False)
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+            raise InvalidArgument(f"file: not a readable CSV: {str(exc).splitlines()[0]}") from None
+        if len(raw) > self.settings.limits.max_kpi_rows:
+            raise _too_large("file (rows)", len(raw), self.settings.limits.max_kpi_rows)
+        try:
+            loaded = validate_frame(raw, "upload")
+        except SourceError as exc:
+            raise InvalidArgument(f"file: {exc}") from None
+        opts = {"churn_window_days": churn_window_days} if churn_window_days else None
+        return _kpi_response(loaded, None, opts, row_offset=0)
+
+    def _kpis(self, lines: list[OrderLineIn], options: KpiOptionsIn | None, name: str | None) -> KpiResponse:
+        from features.sources import validate_frame
+
+        if len(lines) > self.settings.limits.max_kpi_rows:
+            raise _too_large("lines", len(lines), self.settings.limits.max_kpi_rows)
+        raw = pd.DataFrame([line.model_dump() for line in lines])
+        loaded = validate_frame(raw, "request")
+        opts = options.model_dump(exclude_none=True) if options else None
+        return _kpi_response(loaded, name, opts, row_offset=2)
+
+    for _name in KPIS:
+
+        def _one(self, lines: list[OrderLineIn], options: KpiOptionsIn | None = None, _kpi: str = _name) -> KpiResponse:
+            return self._kpis(lines, options, _kpi)
+
+        _one.__name__ = f"kpi_{_name}"
+        _one.__doc__ = f"The `{_name}` KPI of the posted order lines, with the quarantine report."
+        locals()[f"kpi_{_name}"] = bentoml.api(route=f"/kpis/{_name}", input_spec=KpiRequest, name=f"kpi_{_name}")(_one)
+    del _name, _one
+
     @bentoml.api(route="/models")
     def models(self) -> ModelsResponse:
         """Each configured model: name, version, alias, run id, key metrics and status."""
@@ -214,6 +269,33 @@ class Metrics:
         self.predictions.labels(*labels).inc(rows)
 
 
+def _kpi_response(loaded, name: str | None, options: dict | None, row_offset: int) -> KpiResponse:
+    from features.kpis import kpi_report, run_kpi
+
+    if name is None:
+        report = kpi_report(loaded.lines, options=options)
+    else:
+        report = {name: run_kpi(name, loaded.lines, options=options)}
+    report = _json_safe(json.loads(json.dumps(report, default=str)))
+    quarantine = [
+        QuarantinedRow(row=int(r["row"]) - row_offset, column=str(r["column"]), reason=str(r["reason"]),
+                       value=None if pd.isna(r["value"]) else str(r["value"]))
+        for r in loaded.quarantine.frame.to_dict("records")
+    ]
+    return KpiResponse(accounting=loaded.accounting.as_dict(), quarantine=quarantine, kpis=report)
+
+
+def _json_safe(value):
+    """NaN and infinities become null: JSON has no such numbers."""
+    if isinstance(value, float):
+        return value if np.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_safe(v) for v in value]
+    return value
+
+
 def _predict(served: Served, frame: pd.DataFrame, field: str) -> pd.DataFrame:
     """The model's own predict on a request already validated by its schema; its errors are the caller's."""
     try:
@@ -246,4 +328,4 @@ def _redact(uri: str) -> str:
 EcomlabService.add_asgi_middleware(TokenAuth, token_env=SETTINGS.api_token_env)
 EcomlabService.add_asgi_middleware(BodyLimit, max_bytes=SETTINGS.limits.max_body_bytes)
 
-__all__ = ["EcomlabService", "np"]
+__all__ = ["EcomlabService"]

@@ -146,6 +146,69 @@ def test_prometheus_metrics_per_model(server: Server) -> None:
     assert "bentoml_service_request_total" in text or "bentoml_api_server_request_total" in text
 
 
+LINES = [
+    {"order_id": "1", "order_date": "2024-01-03", "customer_id": "a", "product_id": "p1", "quantity": 2, "unit_price": 10.0},
+    {"order_id": "1", "order_date": "2024-01-03", "customer_id": "a", "product_id": "p2", "quantity": 1, "unit_price": 5.0},
+    {"order_id": "2", "order_date": "2024-02-10", "customer_id": "b", "product_id": "p1", "quantity": 1, "unit_price": 10.0},
+    {"order_id": "3", "order_date": "not a date", "customer_id": "b", "product_id": "p1", "quantity": 1, "unit_price": 10.0},
+    {"order_id": "4", "order_date": "2024-02-11", "customer_id": "b", "product_id": "p1", "quantity": -1, "unit_price": 10.0},
+]
+
+
+def test_kpis_over_http_with_quarantine(server: Server) -> None:
+    resp = post(server, "/kpis", {"lines": LINES})
+    assert resp.status_code == 200, resp.text
+    body = resp.json()
+    assert body["accounting"] == {"rows_read": 5, "rows_clean": 4, "rows_quarantined": 1, "duplicates_dropped": 0, "files": 1}
+    assert body["quarantine"] == [{"row": 3, "column": "order_date", "reason": "unparseable date", "value": "not a date"}]
+    # orders 1 (25.0) and 2 (10.0) are sales; order 4 is a return
+    assert body["kpis"]["order_value"]["average_order_value"] == pytest.approx(17.5)
+    assert body["kpis"]["channels"]["status"] == "unavailable"
+
+
+def test_one_named_kpi(server: Server) -> None:
+    body = post(server, "/kpis/order_value", {"lines": LINES}).json()
+    assert list(body["kpis"]) == ["order_value"]
+
+
+def test_kpis_csv_upload(server: Server) -> None:
+    csv = "order_id,order_date,customer_id,product_id,quantity,unit_price\n1,2024-01-03,a,p1,2,10\n2,2024-01-04,b,p1,x,10\n"
+    resp = httpx.post(server.url + "/kpis/upload", files={"file": ("lines.csv", csv, "text/csv")}, headers=AUTH, timeout=30)
+    assert resp.status_code == 200, resp.text
+    body = resp.json()
+    assert body["accounting"]["rows_clean"] == 1 and body["quarantine"][0]["row"] == 3
+    bad = httpx.post(server.url + "/kpis/upload", files={"file": ("x.csv", "a,b\n1,2\n", "text/csv")}, headers=AUTH)
+    assert bad.status_code == 400 and "order_id" in bad.text
+
+
+@pytest.mark.parametrize(
+    "body, field",
+    [
+        ({"lines": []}, "lines"),
+        ({"lines": [dict(LINES[0], quantity="2")]}, "quantity"),
+        ('{"lines": [{"order_id": "1", "order_date": "2024-01-03", "product_id": "p", "quantity": 1, "unit_price": 1e999}]}', "unit_price"),
+        ({"lines": [dict(LINES[0], colour=1)]}, "colour"),
+        ({"lines": [{k: v for k, v in LINES[0].items() if k != "product_id"}]}, "product_id"),
+        ({"lines": LINES, "options": {"churn_window_days": 0}}, "churn_window_days"),
+    ],
+)
+def test_bad_kpi_requests(server: Server, body: dict | str, field: str) -> None:
+    if isinstance(body, str):
+        resp = httpx.post(server.url + "/kpis", content=body, headers={"content-type": "application/json", **AUTH})
+    else:
+        resp = post(server, "/kpis", body)
+    assert resp.status_code == 400 and field in resp.text
+
+
+def test_openapi_describes_every_endpoint(server: Server) -> None:
+    spec = httpx.get(server.url + "/docs.json", headers=AUTH).json()
+    for path in ("/segment", "/forecast", "/recommend", "/models", "/kpis", "/kpis/clv", "/kpis/upload"):
+        op = spec["paths"][path]["post"]
+        assert "requestBody" in op or path == "/models", path
+        schema = op["responses"]["200"]["content"]["application/json"]["schema"]
+        assert schema, path
+
+
 def test_missing_model_is_alive_but_not_ready(registry: tuple[Path, str], tmp_path: Path) -> None:
     folder, uri = registry
     config = write_serve_config(tmp_path, [{"family": "segmenter", "name": "no-such-model", "alias": "champion"}])

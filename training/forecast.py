@@ -202,7 +202,6 @@ class SeriesModel:
     n_obs: int
     design: Design
     scale: float = 1.0
-    log: bool = False  # fitted on log(y): forecasts and bounds are exp() of the model's
     results: Any = None
     tail: np.ndarray | None = None  # the last season (snaive), last value (naive) or mean (mean)
     sigma: float = 0.0
@@ -224,11 +223,10 @@ class SeriesModel:
     def _sarimax(self, starts, horizon, levels, user_exog) -> tuple[np.ndarray, dict[int, tuple[np.ndarray, np.ndarray]]]:
         exog = self.design.matrix(starts, user_exog)
         fc = self.results.get_forecast(steps=horizon, exog=exog)
-        back = np.exp if self.log else (lambda v: v * self.scale)
-        mean = back(np.asarray(fc.predicted_mean, dtype="float64"))
+        mean = np.asarray(fc.predicted_mean, dtype="float64") * self.scale
         bounds = {}
         for level in levels:
-            ci = back(np.asarray(fc.conf_int(alpha=1 - level / 100), dtype="float64"))
+            ci = np.asarray(fc.conf_int(alpha=1 - level / 100), dtype="float64") * self.scale
             bounds[level] = (ci[:, 0], ci[:, 1])
         return mean, bounds
 
@@ -359,7 +357,6 @@ class Spec:
     seasonal: tuple[int, int, int] = (0, 0, 0)
     trend: str = "n"
     fourier: int = 0
-    log: bool = False
 
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> Spec:
@@ -374,7 +371,6 @@ class Spec:
             seasonal=(int(params.get("P", 0)), int(params.get("D", 0)), int(params.get("Q", 0))),
             trend=trend,
             fourier=int(params.get("fourier", 0)),
-            log=bool(params.get("log", False)),
         )
 
     def as_params(self) -> dict[str, Any]:
@@ -382,7 +378,7 @@ class Spec:
             return {"method": self.method}
         (p, d, q), (P, D, Q) = self.order, self.seasonal
         return {"method": "sarimax", "p": p, "d": d, "q": q, "P": P, "D": D, "Q": Q,
-                "trend": self.trend, "fourier": self.fourier, "log": self.log}
+                "trend": self.trend, "fourier": self.fourier}
 
     def label(self) -> str:
         if self.method != "sarimax":
@@ -391,7 +387,7 @@ class Spec:
         if any(self.seasonal):
             text += f"x{self.seasonal}"
         text += f" trend={self.trend}" if self.trend != "n" else ""
-        return text + (f" fourier={self.fourier}" if self.fourier else "") + (" log" if self.log else "")
+        return text + (f" fourier={self.fourier}" if self.fourier else "")
 
 
 @dataclass(frozen=True)
@@ -429,13 +425,6 @@ def adapt(spec: Spec, n: int, ctx: Context) -> tuple[Spec, list[str]]:
     return spec, notes
 
 
-def log_ok(spec: Spec, y: np.ndarray) -> tuple[Spec, list[str]]:
-    """A log transform needs positive values; without them the series is modelled as it is."""
-    if spec.log and not np.all(y > 0):
-        return replace(spec, log=False), [f"log transform skipped: {int((y <= 0).sum())} period(s) <= 0"]
-    return spec, []
-
-
 def n_params(spec: Spec, ctx: Context) -> int:
     (p, d, q), (P, D, Q) = spec.order, spec.seasonal
     trend = {"n": 0, "c": 1, "t": 1, "ct": 2}[spec.trend]
@@ -467,8 +456,6 @@ def fit_series(
         method = spec.method if spec.method != "snaive" else fallback_method(n, ctx.season)
         return naive_model(uid, method, y, ds, base, note or "chosen method")
     spec, notes = adapt(spec, n, ctx)
-    spec, log_notes = log_ok(spec, y)
-    notes += log_notes
     need = max(ctx.min_train, 2 * n_params(spec, ctx) + spec.order[1] + spec.seasonal[1] * ctx.season)
     if n < need:
         return naive_model(uid, fallback_method(n, ctx.season), y, ds, base,
@@ -509,8 +496,8 @@ def sarimax_model(
     from statsmodels.tools.sm_exceptions import ConvergenceWarning
     from statsmodels.tsa.statespace.sarimax import SARIMAX
 
-    scale = 1.0 if spec.log else float(np.mean(np.abs(y))) or 1.0
-    endog = np.log(y) if spec.log else y / scale
+    scale = float(np.mean(np.abs(y))) or 1.0
+    endog = y / scale
     exog = design.matrix(ds, user)
     seasonal = (*spec.seasonal, ctx.season) if any(spec.seasonal) else (0, 0, 0, 0)
     with warnings.catch_warnings(record=True) as caught, threadpool_limits(1):
@@ -523,7 +510,7 @@ def sarimax_model(
     if not (np.all(np.isfinite(params)) and np.isfinite(results.llf)):
         raise FloatingPointError("non-finite parameters or likelihood")
     return SeriesModel(uid, "sarimax", spec.as_params(), reason or spec.label(), pd.Timestamp(ds[-1]), len(y),
-                       design, scale=scale, log=spec.log, results=results, warnings=len(caught),
+                       design, scale=scale, results=results, warnings=len(caught),
                        convergence_warnings=n_conv)
 
 
@@ -938,17 +925,16 @@ class ForecasterFamily:
         """Well-tried configurations to enqueue before the sampler takes over (those within the bounds)."""
         s = cfg.search
         seasonal_arma = cfg.season <= cfg.seasonal_arma_max
-        seeds = [
+        seeds = [  # exponential smoothing, with a Fourier season, ARIMA(1,1,1), AR(1) around a mean
             {"p": 0, "d": 1, "q": 1, "trend": "n", "fourier": 0},
             {"p": 0, "d": 1, "q": 1, "trend": "n", "fourier": 2},
+            {"p": 1, "d": 1, "q": 1, "trend": "n", "fourier": 2},
             {"p": 1, "d": 0, "q": 0, "trend": "c", "fourier": 2},
-            {"p": 1, "d": 1, "q": 1, "trend": "n", "fourier": 0},
-            {"p": 2, "d": 1, "q": 2, "trend": "n", "fourier": 3},
         ]
-        if seasonal_arma:
+        if seasonal_arma:  # plus the airline model and its ARIMA(1,1,1) variant
             seeds = [{**p, "P": 0, "D": 0, "Q": 0} for p in seeds]
             seeds += [{"p": 0, "d": 1, "q": 1, "trend": "n", "fourier": 0, "P": 0, "D": 1, "Q": 1},
-                      {"p": 1, "d": 0, "q": 1, "trend": "c", "fourier": 0, "P": 1, "D": 0, "Q": 1}]
+                      {"p": 1, "d": 1, "q": 1, "trend": "n", "fourier": 0, "P": 0, "D": 1, "Q": 1}]
         limits = {"p": s.p_max, "d": s.d_max, "q": s.q_max, "fourier": s.fourier_max, "P": s.P_max, "D": s.D_max, "Q": s.Q_max}
         return [p for p in seeds if all(v <= limits[k] for k, v in p.items() if k != "trend") and p["trend"] in s.trends]
 
