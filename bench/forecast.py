@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from features.series import SeriesOptions, SeriesSet, build_series  # noqa: E402
 from training.forecast import (  # noqa: E402
-    BacktestOptions, ForecastConfig, Holdout, evaluate_params, fold_metrics, mase_scale, summarise, tune,
+    BacktestOptions, ForecastConfig, Holdout, evaluate_params, fold_metrics, mase_scale, summarise, tune, warm_up,
 )
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -105,12 +105,12 @@ def synthetic_series(seed: int = 7) -> dict[str, SeriesSet]:
     rng = np.random.default_rng(seed)
     weeks = pd.date_range("2016-01-04", periods=208, freq="W-MON")
     t = np.arange(len(weeks))
-    seasonal = 1000 + 300 * np.sin(2 * np.pi * weeks.dayofyear / 365.25) + 2 * t + rng.normal(0, 60, len(t))
+    seasonal = 1000 + 300 * np.sin(2 * np.pi * weeks.day_of_year / 365.25) + 2 * t + rng.normal(0, 60, len(t))
     ar = np.zeros(len(t))
     for i in range(1, len(t)):
         ar[i] = 0.7 * ar[i - 1] + rng.normal(0, 50)
     days = pd.date_range("2019-01-01", periods=365, freq="D")
-    weekday = 500 + np.array([0, 20, 40, 60, 150, 250, -100])[days.dayofweek] + rng.normal(0, 30, len(days))
+    weekday = 500 + np.array([0, 20, 40, 60, 150, 250, -100])[days.day_of_week] + rng.normal(0, 30, len(days))
     w = pd.concat([
         pd.DataFrame({"unique_id": "synthetic/yearly_sine", "ds": weeks, "y": seasonal}),
         pd.DataFrame({"unique_id": "synthetic/ar1", "ds": weeks, "y": 800 + ar}),
@@ -259,6 +259,7 @@ def main() -> None:
     args = parser.parse_args()
 
     started = time.perf_counter()
+    warm_up(args.workers)  # as a job does in `features`: worker imports overlap the data loading
     real, synthetic = real_series(), synthetic_series()
     print(f"series built in {time.perf_counter() - started:.1f} s")
     for row in pd.concat([s.partial for s in real.values()]).to_dict("records"):

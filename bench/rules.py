@@ -38,6 +38,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from itertools import pairwise
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -82,7 +83,7 @@ def synthetic(n_baskets: int = 500_000, n_items: int = 5_000, seed: int = 7):
 
 def transactions(m, keep_empty: bool) -> list[list[int]]:
     flat, bounds = m.indices.tolist(), m.indptr.tolist()
-    return [flat[a:b] for a, b in zip(bounds[:-1], bounds[1:]) if keep_empty or b > a]
+    return [flat[a:b] for a, b in pairwise(bounds) if keep_empty or b > a]
 
 
 def digest(found: dict[tuple[int, ...], int]) -> str:
@@ -154,7 +155,8 @@ def run_method(method: str, npz: str, support: float) -> dict:
         extra = {}
     else:
         raise ValueError(f"unknown method {method!r}")
-    return {"import_s": prep - imported, "prep_s": start - prep, "mine_s": mine_s, "n_itemsets": len(found), "digest": digest(found), **extra}
+    timings = {"import_s": prep - imported, "prep_s": start - prep, "mine_s": mine_s}
+    return {**timings, "n_itemsets": len(found), "digest": digest(found), **extra}
 
 
 def build(key: str, n_synth: int, npz: str) -> None:
@@ -237,34 +239,38 @@ def spawn(method: str, npz: str, support: float, timeout: float, cap_gib: float)
             resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
 
     env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    out_file = tempfile.TemporaryFile()
-    err_file = tempfile.TemporaryFile()
-    started = time.perf_counter()
-    proc = subprocess.Popen(
-        [sys.executable, __file__, "--worker", method, npz, str(support)],
-        stdout=out_file, stderr=err_file, preexec_fn=limits, env=env,
-    )
-    status, usage, timed_out = _wait(proc.pid, started + timeout)
-    wall = time.perf_counter() - started
-    out_file.seek(0)
-    err_file.seek(0)
-    stdout, stderr = out_file.read().decode(), err_file.read().decode()
-    peak_mib = usage.ru_maxrss / 1024 if usage else float("nan")
+    with tempfile.TemporaryFile() as out_file, tempfile.TemporaryFile() as err_file:
+        started = time.perf_counter()
+        proc = subprocess.Popen(  # the bench runs no threads, so preexec_fn is safe here
+            [sys.executable, __file__, "--worker", method, npz, str(support)],
+            stdout=out_file, stderr=err_file, preexec_fn=limits, env=env,  # noqa: PLW1509
+        )
+        status, usage, timed_out = _wait(proc.pid, started + timeout)
+        wall = time.perf_counter() - started
+        out_file.seek(0)
+        err_file.seek(0)
+        stdout, stderr = out_file.read().decode(), err_file.read().decode()
+    measured = {"wall_s": wall, "peak_mib": usage.ru_maxrss / 1024 if usage else float("nan")}
+    cap_note = f" (cap {cap_gib:g} GiB)" if cap else ""
+    return {**_outcome(status, timed_out, timeout, stdout, stderr, cap_note), **measured}
+
+
+def _outcome(status: int, timed_out: bool, timeout: float, stdout: str, stderr: str, cap_note: str) -> dict:
+    """The child's JSON result, or what went wrong (timeout, signal, out of memory, last error line)."""
     if timed_out:
-        return {"error": f"timed out after {timeout:.0f} s (killed)", "wall_s": wall, "peak_mib": peak_mib}
-    lines = [ln for ln in stdout.splitlines() if ln.startswith("{")]
+        return {"error": f"timed out after {timeout:.0f} s (killed)"}
     if os.WIFSIGNALED(status):
-        reason = "killed by the kernel (out of memory?)" if os.WTERMSIG(status) == signal.SIGKILL else f"signal {os.WTERMSIG(status)}"
-        return {"error": reason, "wall_s": wall, "peak_mib": peak_mib}
+        killed = os.WTERMSIG(status) == signal.SIGKILL
+        return {"error": "killed by the kernel (out of memory?)" if killed else f"signal {os.WTERMSIG(status)}"}
+    lines = [ln for ln in stdout.splitlines() if ln.startswith("{")]
     if not lines:
-        last = (stderr.strip().splitlines() or ["no output"])[-1]
-        oom = "MemoryError" in stderr or "Unable to allocate" in stderr or "std::bad_alloc" in stderr
-        return {"error": "out of memory" + (f" (cap {cap_gib:g} GiB)" if cap else "") if oom else last[:200],
-                "wall_s": wall, "peak_mib": peak_mib}
+        if any(s in stderr for s in ("MemoryError", "Unable to allocate", "std::bad_alloc")):
+            return {"error": f"out of memory{cap_note}"}
+        return {"error": (stderr.strip().splitlines() or ["no output"])[-1][:200]}
     result = json.loads(lines[-1])
-    if result.get("error", "").startswith("out of memory") and cap:
-        result["error"] = result["error"].replace("out of memory", f"out of memory (cap {cap_gib:g} GiB)")
-    return {**result, "wall_s": wall, "peak_mib": peak_mib}
+    if result.get("error", "").startswith("out of memory"):
+        result["error"] = result["error"].replace("out of memory", f"out of memory{cap_note}")
+    return result
 
 
 def _wait(pid: int, deadline: float):
@@ -293,7 +299,8 @@ def print_table(rows: list[dict], pyfim_s: float | None) -> None:
     print(f"  {'method':<26}{'mine s':>9}{'prep s':>9}{'import s':>9}{'wall s':>9}{'peak MiB':>10}{'itemsets':>10}"
           f"  {'x pyfim':>8}  digest / note")
     for r in rows:
-        ratio = f"{r['mine_s'] / pyfim_s:.2f}" if pyfim_s and r.get("mine_s") is not None and r.get("n_itemsets") is not None else ""
+        mined = pyfim_s and r.get("n_itemsets") is not None
+        ratio = f"{r['mine_s'] / pyfim_s:.2f}" if mined else ""
         if "error" in r or "skipped" in r:
             note = r.get("error") or r.get("skipped")
             peak = f"{r['peak_mib']:.0f}" if "peak_mib" in r and not math.isnan(r["peak_mib"]) else "-"
@@ -362,7 +369,8 @@ def print_latency() -> None:
     for params, row in json.loads(done.stdout.strip().splitlines()[-1]).items():
         print(f"  {params}")
         print(f"    {row['rules']:,} rules, fit {row['fit_s']:.1f} s, model pickle {row['pickle_mib']:.1f} MiB, "
-              f"unpickle {row['unpickle_ms']:.0f} ms, hit rate@5 {row['hit_rate_at_k']:.3f} (evaluate {row['evaluate_s']:.1f} s)")
+              f"unpickle {row['unpickle_ms']:.0f} ms, hit rate@5 {row['hit_rate_at_k']:.3f} "
+              f"(evaluate {row['evaluate_s']:.1f} s)")
         print(f"    predict: 1 basket {row['predict_1_ms']:.1f} ms, 100 baskets {row['predict_100_ms']:.1f} ms, "
               f"1000 baskets {row['predict_1000_ms']:.0f} ms (mean basket {row['mean_basket']:.1f} items)")
 

@@ -20,6 +20,7 @@ accounting is a line of the file, i.e. a basket: rows read = baskets kept + line
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from itertools import pairwise
 from pathlib import Path
 from typing import Literal
 
@@ -73,13 +74,13 @@ class Baskets:
         """Item codes per non-empty basket, as plain lists (the input pyFIM and pure-Python miners take)."""
         flat = self.matrix.indices.tolist()
         bounds = self.matrix.indptr.tolist()
-        return [flat[a:b] for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
+        return [flat[a:b] for a, b in pairwise(bounds) if b > a]
 
     def as_lists(self) -> list[list[str]]:
         """Item labels per basket (empty baskets included)."""
         flat = self.items[self.matrix.indices].tolist()
         bounds = self.matrix.indptr.tolist()
-        return [flat[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+        return [flat[a:b] for a, b in pairwise(bounds)]
 
 
 def basket_matrix(rows: np.ndarray, cols: np.ndarray, shape: tuple[int, int]) -> sp.csr_matrix:
@@ -167,7 +168,7 @@ def read_basket_file(path: str | Path, fmt: str, sep: str | None = None, encodin
         raw.pop()
     out = []
     for line in raw:
-        line = line[:-1] if line.endswith("\r") else line
+        line = line.removesuffix("\r")
         if fmt == "basket_dat" and sep is None:
             out.append(line.split())
         elif line == "":
@@ -212,7 +213,8 @@ def _basket_lines(baskets: list[list[str]], file: str, prefix: str) -> tuple[pd.
     if blank.any():
         problems.append(_quarantine_rows(file, row_numbers[blank], "*", "blank line (no items)"))
     if empty_item.any():
-        problems.append(_quarantine_rows(file, row_numbers[empty_item], "product_id", "empty item (two separators in a row?)"))
+        reason = "empty item (two separators in a row?)"
+        problems.append(_quarantine_rows(file, row_numbers[empty_item], "product_id", reason))
     good = ~blank & ~empty_item
     tokens = [t for b, ok in zip(baskets, good) if ok for t in b]
     order = np.repeat(row_numbers[good], sizes[good]).astype(str)

@@ -91,7 +91,11 @@ class SeriesSet:
 
 
 def build_series(lines: pd.DataFrame, options: SeriesOptions | None = None, exog: ExogOptions | None = None) -> SeriesSet:
-    """Aggregate order lines into one zero-filled series per group over the complete periods."""
+    """Aggregate order lines into one zero-filled series per group over the complete periods.
+
+    Series come largest revenue first; every series spans the same periods (a group without sales
+    in a period gets 0, also before its first sale).
+    """
     options = options or SeriesOptions()
     exog = exog or ExogOptions()
     _check_columns(lines, options, exog)
@@ -265,7 +269,7 @@ def calendar_exog(starts: pd.DatetimeIndex, freq: Freq, names: list[str]) -> pd.
         elif name == "weekend":
             if freq != "D":
                 raise ValueError("calendar flag 'weekend' needs daily series (freq: D)")
-            out[name] = starts.dayofweek >= 5
+            out[name] = starts.day_of_week >= 5
         else:
             raise ValueError(f"unknown calendar flag {name!r}; known: {list(CALENDAR)}")
     return pd.DataFrame({k: np.asarray(v, dtype="float64") for k, v in out.items()}, index=starts)
@@ -274,7 +278,7 @@ def calendar_exog(starts: pd.DatetimeIndex, freq: Freq, names: list[str]) -> pd.
 def _black_friday(year: int) -> pd.Timestamp:
     """The day after the fourth Thursday of November."""
     nov1 = pd.Timestamp(year=year, month=11, day=1)
-    thursday = nov1 + pd.Timedelta(days=(3 - nov1.dayofweek) % 7 + 21)
+    thursday = nov1 + pd.Timedelta(days=(3 - nov1.day_of_week) % 7 + 21)
     return thursday + pd.Timedelta(days=1)
 
 

@@ -17,8 +17,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 def order_lines(rows: list[tuple]) -> pd.DataFrame:
     """Contract frame from (order_id, customer_id, product_id, product_name, category, quantity) rows."""
-    frame = pd.DataFrame(rows, columns=["order_id", "customer_id", "product_id", "product_name", "category", "quantity"])
-    for col in ["order_id", "customer_id", "product_id", "product_name", "category"]:
+    text = ["order_id", "customer_id", "product_id", "product_name", "category"]
+    frame = pd.DataFrame(rows, columns=[*text, "quantity"])
+    for col in text:
         frame[col] = frame[col].astype("string")
     frame["order_date"] = pd.Timestamp("2024-01-01")
     frame["quantity"] = frame["quantity"].astype("int64")
@@ -70,7 +71,8 @@ def test_item_by_name_counts_missing_names_and_by_category():
     assert rows_of(by_name)["o3"] == ["apple"]
     assert by_name.stats["lines_without_product_name"] == 1
     by_category = build_baskets(LINES, item="category")
-    assert rows_of(by_category) == {"o1": ["bakery", "fruit"], "o2": ["dairy"], "o3": ["dairy", "fruit"], "o4": ["bakery"]}
+    expected = {"o1": ["bakery", "fruit"], "o2": ["dairy"], "o3": ["dairy", "fruit"], "o4": ["bakery"]}
+    assert rows_of(by_category) == expected
 
 
 def test_pruning_drops_rare_items_keeps_rows_and_counts():
@@ -130,7 +132,8 @@ def test_basket_source_quarantines_blank_lines_and_empty_items(tmp_path: Path):
     assert q[["row", "column"]].values.tolist() == [[2, "*"], [3, "product_id"]]
     lines = loaded.lines
     validate_schema(lines)
-    assert lines[["order_id", "product_id", "quantity"]].values.tolist() == [["1", "a", 1], ["1", "b", 1], ["4", "b", 2], ["4", "c", 1]]
+    rows = lines[["order_id", "product_id", "quantity"]].values.tolist()
+    assert rows == [["1", "a", 1], ["1", "b", 1], ["4", "b", 2], ["4", "c", 1]]  # "b" twice in line 4: quantity 2
     assert (lines["order_date"] == pd.Timestamp("2024-05-01")).all()
     assert not lines["returned"].any() and (lines["category"] == "all").all()
     assert rows_of(build_baskets(lines)) == {"1": ["a", "b"], "4": ["b", "c"]}
@@ -154,7 +157,8 @@ def test_groceries_counts(shared_data):
     assert loaded.accounting.rows_read == 9835 and loaded.quarantine.n_rows == 0
     assert {"cream cheese ", "roll products "} <= set(b.items)
     counts = dict(zip(b.items, b.item_counts()))
-    assert [counts[i] for i in ["whole milk", "other vegetables", "rolls/buns", "soda", "yogurt"]] == [2513, 1903, 1809, 1715, 1372]
+    top = ["whole milk", "other vegetables", "rolls/buns", "soda", "yogurt"]
+    assert [counts[i] for i in top] == [2513, 1903, 1809, 1715, 1372]
     assert b.matrix.nnz / (b.n_baskets * b.n_items) == pytest.approx(0.02609146, abs=1e-8)
 
 

@@ -125,6 +125,7 @@ def test_short_and_all_zero_series_fall_back_with_a_reason_instead_of_failing():
         "zeros": np.zeros(40),
         "short": np.r_[np.full(32, np.nan), np.arange(8.0) + 5],
         "ok": yearly_weekly(40, RNG_SEED),
+        "tiny": np.r_[np.full(37, np.nan), 3.0, 4.0, 5.0],
     })
     feats.frame = feats.frame.dropna(subset=["y"]).reset_index(drop=True)
     config = cfg(backtest=BacktestOptions(folds=2, horizon=2))
@@ -133,7 +134,8 @@ def test_short_and_all_zero_series_fall_back_with_a_reason_instead_of_failing():
     assert by_id.loc["zeros", "method"] == "mean" and "constant series" in by_id.loc["zeros", "reason"]
     assert by_id.loc["short", "method"] == "naive" and "too short" in by_id.loc["short", "reason"]
     assert by_id.loc["ok", "method"] == "sarimax"
-    assert ev.metrics["series_mase_undefined"] == 1.0  # all-zero training part: MASE undefined, left out
+    assert by_id.loc["tiny", "folds"] == 0 and "too short to backtest: 3 periods" in by_id.loc["tiny", "reason"]
+    assert ev.metrics["series_mase_undefined"] == 2.0  # all-zero training part and no fold: reported, left out
     fitted = fit_forecaster(feats, {"p": 1, "d": 1, "q": 1}, config)
     assert fitted.models["zeros"].forecast(3, [80])["yhat"].eq(0).all()
 

@@ -97,7 +97,8 @@ def test_rules_equal_brute_force():
             lift = conf / (counts[(c,)] / n)
             if conf >= min_conf and lift >= min_lift:
                 expected[(ante, c)] = (count, count / n, conf, lift)
-    got = {(a, c): (k, s, f, l) for a, c, k, s, f, l in rules[["antecedent", "consequent", "count", "support", "confidence", "lift"]].itertuples(index=False)}
+    columns = ["antecedent", "consequent", "count", "support", "confidence", "lift"]
+    got = {(a, c): (k, s, f, lift) for a, c, k, s, f, lift in rules[columns].itertuples(index=False)}
     assert set(got) == set(expected) and len(got) == len(rules) > 10
     for key, (count, support, conf, lift) in expected.items():
         assert got[key][0] == count
@@ -141,7 +142,8 @@ def test_planted_bundles_of_the_synthetic_shop_are_found():
     b = build_baskets(shop.lines)
     fitted = fit_rules(b, {"min_support": 0.002, "min_confidence": 0.3, "min_lift": 2.0, "max_len": 2}, RulesConfig())
     rules = fitted.rules.frame(b.items)
-    found = {(a[0], c): (conf, lift) for a, c, conf, lift in rules[["antecedent", "consequent", "confidence", "lift"]].itertuples(index=False)}
+    columns = ["antecedent", "consequent", "confidence", "lift"]
+    found = {(a[0], c): (conf, lift) for a, c, conf, lift in rules[columns].itertuples(index=False)}
     for bundle in shop.truth["bundles"]:
         for item, observed in bundle["observed"].items():
             conf, lift = found[(bundle["anchor"], item)]
@@ -300,7 +302,7 @@ def test_pyfunc_round_trip(planted, tmp_path, monkeypatch):
     from mlflow.models import infer_signature
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
-    family, feats, train, holdout = planted
+    family, _, train, holdout = planted
     fitted = family.fit(train, PARAMS, CFG)
     model, example, expected = family.pyfunc(fitted, CFG)
     assert list(expected.columns) == ["items", "scores", "rules", "unknown_items"]
@@ -317,7 +319,8 @@ def test_pyfunc_round_trip(planted, tmp_path, monkeypatch):
     assert got["unknown_items"][1] == ["ghost"] and got["items"][2] == []
     sized = loaded.predict(request.assign(k=[1.0, 2.0, np.nan]))["items"]
     assert [len(x) for x in sized] == [1, min(2, len(got["items"][1])), 0] and sized[1] == got["items"][1][:2]
-    assert family.score_model(loaded, holdout, CFG) == pytest.approx(family.evaluate(train, holdout, PARAMS, CFG).objective)
+    candidate = family.evaluate(train, holdout, PARAMS, CFG)
+    assert family.score_model(loaded, holdout, CFG) == pytest.approx(candidate.objective)
 
 
 def test_pyfunc_bad_input_names_the_problem(planted):

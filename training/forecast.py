@@ -5,11 +5,12 @@ How a job runs through it:
   training and names the rolling origins of the backtest (`folds` origins `step` periods apart,
   each forecasting `horizon` periods from a model refitted on everything before the origin).
 - A trial samples ONE configuration (p,d,q,P,D,Q,trend,fourier); `evaluate` backtests it on every
-  series in parallel (joblib/loky, one task per series) and returns the mean MASE plus a per-series
-  table. The seasonal-naive baseline is scored on exactly the same folds, in the same table.
-- `select` (called by the platform after the study) picks each series' best configuration across
-  the trials (`best_per_series`); a series whose best SARIMAX does not beat seasonal naive in the
-  backtest gets seasonal naive, with the reason recorded. `fit` then fits each series' choice.
+  series in parallel (joblib's reusable loky process pool, one task per series) and returns the
+  mean MASE plus a per-series table. The seasonal-naive baseline is scored on exactly the same
+  folds, in the same table.
+- `select` (called by the platform after the study) gives each series a configuration across the
+  trials (`best_per_series`: the study's best unless one of its own is clearly better; seasonal
+  naive where nothing beats it), with the reason recorded. `fit` then fits each series' choice.
 
 Each configuration is adapted to each series, and the adaptation is recorded as a note:
 - seasonal terms need >= 2 full seasons of history, else they are dropped;
@@ -26,12 +27,15 @@ points inside each prediction interval. A series' figure is the mean over its fo
 is the mean MASE over series (series whose MASE is undefined, a constant training part, are
 counted and left out of both the model's and the baseline's mean).
 
-SARIMAX is fitted with `low_memory=True`; its results cannot give forecast intervals (statsmodels
-does not keep the forecast error covariance then, the bounds come out NaN), so the fitted
-parameters are run once more through the Kalman filter keeping only the forecast arrays
-(`FORECAST_MEMORY`): a few hundred kB per pickle instead of MBs, intervals intact. Warnings of a fit
-are counted per series (convergence warnings separately), never printed. Values are divided by
-their mean absolute value before fitting (optimiser conditioning) and scaled back in forecasts.
+SARIMAX is fitted with `low_memory=True`; those results cannot give forecast intervals (statsmodels
+0.15 then keeps no forecast error covariance: `conf_int` is all NaN), so the fitted parameters are
+run once more through the Kalman filter keeping only the forecast arrays (`_forecast_memory`):
+~0.1-0.3 MB per pickled series model instead of 1-15 MB, intervals intact. The scale is
+concentrated out of the likelihood (`concentrate_scale=True`: one parameter less, 2-5x fewer
+optimiser steps measured here) and values are divided by their mean absolute value before fitting
+(optimiser conditioning), scaled back in forecasts. Warnings of a fit are counted per series
+(convergence warnings separately), never printed. BLAS threads are limited to one per fit: with
+the default thread pool a fit ran 10x slower on the 2 cores here.
 """
 
 from __future__ import annotations
@@ -47,7 +51,6 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
-from joblib import Parallel, delayed
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from threadpoolctl import threadpool_limits
 
@@ -70,7 +73,6 @@ DEFAULT_HORIZON = {"D": 14, "W": 4, "M": 3}
 SWITCH_MARGIN = 0.2  # see best_per_series
 MAX_HORIZON = 1000
 NAIVE_METHODS = ("snaive", "naive", "mean")
-
 
 
 # ---- config ----
@@ -144,7 +146,7 @@ def fourier_terms(starts: pd.DatetimeIndex, freq: Freq, season: int, k: int) -> 
     so counting weeks would drift a day a year); other seasons count periods since 1970.
     """
     if freq == "W" and season == 52:
-        phase = (starts.dayofyear.to_numpy() - 1 + 3.5) / 365.25
+        phase = (starts.day_of_year.to_numpy() - 1 + 3.5) / 365.25
     else:
         phase = _period_number(starts, freq) / season
     cols = {}
@@ -361,6 +363,8 @@ class Spec:
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> Spec:
         method = params.get("method", "sarimax")
+        if method not in ("sarimax", *NAIVE_METHODS):
+            raise ValueError(f"unknown method {method!r}; known: {['sarimax', *NAIVE_METHODS]}")
         if method != "sarimax":
             return cls(method=method, order=(0, 0, 0))
         trend = params.get("trend", "n")
@@ -454,7 +458,8 @@ def fit_series(
         return naive_model(uid, "mean", y, ds, base, f"constant series (every period {y[0]:g}): flat forecast")
     if spec.method != "sarimax":
         method = spec.method if spec.method != "snaive" else fallback_method(n, ctx.season)
-        return naive_model(uid, method, y, ds, base, note or "chosen method")
+        short = " (history shorter than one season: naive-1)" if method != spec.method else ""
+        return naive_model(uid, method, y, ds, base, (note or f"{spec.method} chosen") + short)
     spec, notes = adapt(spec, n, ctx)
     need = max(ctx.min_train, 2 * n_params(spec, ctx) + spec.order[1] + spec.seasonal[1] * ctx.season)
     if n < need:
@@ -592,8 +597,13 @@ def fold_metrics(actual: np.ndarray, fc: pd.DataFrame, scale: float, levels: lis
 
 def backtest_series(task: SeriesTask, ctx: Context, holdout: Holdout, levels: list[int]) -> list[dict[str, Any]]:
     """One row per fold: the candidate's and seasonal naive's errors on the same window."""
+    cutoffs = holdout.cutoffs(len(task.y))
+    if not cutoffs:  # reported, never dropped: its MASE is undefined and counted as such
+        return [{"unique_id": task.uid, "fold": np.nan, "method": "none", "spec": task.spec.label(),
+                 "reason": f"too short to backtest: {len(task.y)} periods, the folds need {holdout.span + 2}",
+                 "warnings": 0, "convergence_warnings": 0, "fit_seconds": 0.0}]
     rows = []
-    for fold, cut in enumerate(holdout.cutoffs(len(task.y))):
+    for fold, cut in enumerate(cutoffs):
         h = min(holdout.horizon, len(task.y) - cut)
         train_user = None if task.user is None else task.user.iloc[:cut]
         test_user = None if task.user is None else task.user.iloc[cut:cut + h].reset_index(drop=True)
@@ -613,13 +623,31 @@ def backtest_series(task: SeriesTask, ctx: Context, holdout: Holdout, levels: li
     return rows
 
 
+def _executor(max_workers: int):
+    """joblib's reusable loky process pool: started once, kept between trials (a worker pays ~5 s of imports)."""
+    from joblib.externals.loky import get_reusable_executor
+
+    return get_reusable_executor(max_workers=max_workers, timeout=600)
+
+
 def run_parallel(func, items: list[Any], max_workers: int) -> list[Any]:
-    """`func` over items on loky worker processes (in-process when one worker or one item)."""
-    workers = min(max_workers, len(items))
-    if workers <= 1:
+    """`func` over items on worker processes (in-process when one worker or one item), in order."""
+    if max_workers <= 1 or len(items) <= 1:
         with threadpool_limits(1):
             return [func(item) for item in items]
-    return Parallel(n_jobs=workers, backend="loky")(delayed(func)(item) for item in items)
+    return list(_executor(max_workers).map(func, items))
+
+
+def _import_models() -> None:
+    import statsmodels.tsa.statespace.sarimax  # noqa: F401
+
+
+def warm_up(max_workers: int) -> None:
+    """Start the worker processes and their imports now, without waiting (e.g. while series are built)."""
+    if max_workers > 1:
+        executor = _executor(max_workers)
+        for _ in range(max_workers):
+            executor.submit(_import_models)
 
 
 @dataclass
@@ -642,8 +670,10 @@ def backtest(feats: SeriesSet, holdout: Holdout, params: dict[str, Any], cfg: Fo
 def summarise(folds: pd.DataFrame, levels: list[int]) -> Evaluation:
     """Per-series means over folds, and the objective: mean MASE over series with a defined MASE."""
     from training.family import Evaluation
+
     metric_cols = ["mase", "smape", "rmse", *(f"coverage_{lv}" for lv in levels)]
     base_cols = [f"snaive_{c}" for c in metric_cols]
+    folds = folds.reindex(columns=list(dict.fromkeys([*folds.columns, *metric_cols, *base_cols])))
     per = folds.groupby("unique_id", sort=False).agg(
         **{c: (c, "mean") for c in [*metric_cols, *base_cols]},
         folds=("fold", "count"),
@@ -669,8 +699,9 @@ def summarise(folds: pd.DataFrame, levels: list[int]) -> Evaluation:
 
 
 def evaluate_params(feats: SeriesSet, holdout: Holdout, params: dict[str, Any], cfg: ForecastConfig) -> tuple[Evaluation, pd.DataFrame]:
+    """Backtest `params` on every series: (Evaluation with the per-series table, per-fold table)."""
     folds = backtest(feats, holdout, params, cfg)
-    if folds.empty:
+    if folds.empty or folds["fold"].isna().all():
         raise ValueError(f"no series is long enough for {holdout.folds} fold(s) of {holdout.horizon} periods")
     return summarise(folds, list(cfg.levels)), folds
 
@@ -885,6 +916,7 @@ class ForecasterFamily:
     config_model = ForecastConfig
 
     def features(self, loaded: Loaded, cfg: ForecastConfig) -> SeriesSet:
+        warm_up(cfg.max_workers)  # the workers import while the series are built
         feats = build_series(loaded.lines, cfg.series, cfg.exog)
         for row in feats.partial.to_dict("records"):
             log.info("partial %s period %s %s (%d lines, y %.2f): %s", row["edge"], row["ds"].date(),

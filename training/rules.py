@@ -31,6 +31,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from itertools import pairwise
 from typing import Any, Literal
 
 import numpy as np
@@ -43,7 +44,12 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from features.baskets import Baskets, basket_matrix, build_baskets
 from features.contract import Loaded
 from training.family import Evaluation
-from training.rules_pyfunc import PopularityRecommender, Ranked, RuleRecommender, RulesModel
+from training.rules_pyfunc import (
+    PopularityRecommender,
+    Ranked,
+    RuleRecommender,
+    RulesModel,
+)
 
 log = logging.getLogger(__name__)
 
@@ -112,8 +118,8 @@ class RulesConfig(Strict):
     fill: Literal["none", "popular"] = Field(
         "none", description="empty slots after the rule-based items take the most popular items"
     )
-    max_itemsets: int = Field(2_000_000, ge=1, description="a candidate mining more itemsets fails (raise min_support)")
-    max_rules: int = Field(1_000_000, ge=1, description="a candidate with more rules fails (a big, slow model)")
+    max_itemsets: int = Field(1_000_000, ge=1, description="a candidate mining more itemsets fails (raise min_support)")
+    max_rules: int = Field(500_000, ge=1, description="a candidate with more rules fails (a big, slow model)")
     max_rules_per_item: int = Field(3, ge=1, description="fired rules returned with each recommended item")
     evaluation: EvaluationOptions = EvaluationOptions()
     search: SearchSpace = SearchSpace()
@@ -168,7 +174,11 @@ def choose_engine(engine: str, density: float) -> str:
 
 
 def mine_itemsets(
-    baskets: Baskets, min_support: float, max_len: int | None = None, engine: str = "auto", max_itemsets: int | None = None
+    baskets: Baskets,
+    min_support: float,
+    max_len: int | None = None,
+    engine: str = "auto",
+    max_itemsets: int | None = None,
 ) -> Itemsets:
     """All itemsets held by at least ceil(min_support * n) baskets, of at most `max_len` items."""
     started = time.perf_counter()
@@ -203,7 +213,9 @@ def mine_itemsets(
 
 def _check_count(found: int, max_itemsets: int | None) -> None:
     if max_itemsets is not None and found > max_itemsets:
-        raise ValueError(f"{found} frequent itemsets exceed max_itemsets ({max_itemsets}): raise min_support or lower max_len")
+        raise ValueError(
+            f"{found} frequent itemsets exceed max_itemsets ({max_itemsets}): raise min_support or lower max_len"
+        )
 
 
 @contextmanager
@@ -240,7 +252,7 @@ def _pyfim(matrix: sp.csr_matrix, min_count: int, max_len: int | None, max_items
 
     flat = matrix.indices.tolist()
     bounds = matrix.indptr.tolist()
-    tracts = [flat[a:b] for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
+    tracts = [flat[a:b] for a, b in pairwise(bounds) if b > a]
     options = {"target": "s", "supp": -min_count, "zmin": 1, **({"zmax": max_len} if max_len else {})}
     if max_itemsets is not None:
         spectrum = fim.fpgrowth(tracts, report="#", **options)
@@ -340,7 +352,8 @@ def rules_from_itemsets(
                 raise AssertionError("a subset of a frequent itemset is missing: the engine's output is incomplete")
             parts.append((ante, sets[:, j], counts, itemsets.counts[size - 1][pos]))
     if not parts:
-        return Rules(sp.csr_matrix((0, n_items), dtype=np.int32), *(np.empty(0, dtype=np.int64),) * 4, itemsets.n_baskets)
+        empty = np.empty(0, dtype=np.int64)
+        return Rules(sp.csr_matrix((0, n_items), dtype=np.int32), empty, empty, empty, empty, itemsets.n_baskets)
     cons = np.concatenate([p[1] for p in parts])
     count = np.concatenate([p[2] for p in parts])
     ante_count = np.concatenate([p[3] for p in parts])
@@ -461,7 +474,7 @@ def score_pyfunc(model: Any, holdout: Baskets, cfg: RulesConfig) -> float:
         return 0.0
     flat = holdout.items[held.rest.indices].tolist()
     bounds = held.rest.indptr.tolist()
-    request = pd.DataFrame({"items": [flat[a:b] for a, b in zip(bounds[:-1], bounds[1:])]})
+    request = pd.DataFrame({"items": [flat[a:b] for a, b in pairwise(bounds)]})
     request["k"] = float(cfg.evaluation.k)  # the signature types k as an optional double
     out = model.predict(request)
     hidden = holdout.items[held.hidden]
@@ -488,13 +501,16 @@ def scatter_figure(fitted: RulesFit) -> Figure:
     ax = fig.subplots()
     if len(rules):
         order = np.argsort(rules.lift, kind="stable")  # high lift drawn on top
-        dots = ax.scatter(rules.support[order], rules.confidence[order], c=rules.lift[order], s=10, cmap="viridis", alpha=0.8)
+        dots = ax.scatter(
+            rules.support[order], rules.confidence[order], c=rules.lift[order], s=10, cmap="viridis", alpha=0.8
+        )
         fig.colorbar(dots, ax=ax, label="lift")
         ax.set_xscale("log")
         _plain_log_ticks(ax)
     else:
         ax.text(0.5, 0.5, "no rules at these thresholds", ha="center", va="center", transform=ax.transAxes)
-    ax.set(xlabel="support (share of baskets)", ylabel="confidence", title=f"{len(rules)} rules: support, confidence and lift")
+    title = f"{len(rules)} rules: support, confidence and lift"
+    ax.set(xlabel="support (share of baskets)", ylabel="confidence", title=title)
     fig.tight_layout()
     return fig
 
@@ -508,8 +524,8 @@ def network_figure(table: pd.DataFrame) -> Figure:
     if table.empty:
         ax.text(0.5, 0.5, "no rules at these thresholds", ha="center", va="center", transform=ax.transAxes)
         return fig
-    edges = [(a, c, conf, lift) for ante, c, conf, lift in table[["antecedent", "consequent", "confidence", "lift"]].itertuples(index=False)
-             for a in ante.split(" & ")]
+    columns = table[["antecedent", "consequent", "confidence", "lift"]].itertuples(index=False)
+    edges = [(a, c, conf, lift) for ante, c, conf, lift in columns for a in ante.split(" & ")]
     nodes = list(dict.fromkeys(x for a, c, *_ in edges for x in (a, c)))
     angle = 2 * np.pi * np.arange(len(nodes)) / len(nodes)
     xy = dict(zip(nodes, np.c_[np.cos(angle), np.sin(angle)]))
@@ -517,9 +533,8 @@ def network_figure(table: pd.DataFrame) -> Figure:
     norm = _normaliser(lifts.min(), lifts.max())
     cmap = _colormap()
     for a, c, conf, lift in edges:
-        ax.annotate("", xy=xy[c], xytext=xy[a], arrowprops={
-            "arrowstyle": "-|>", "color": cmap(norm(lift)), "lw": 0.5 + 3 * conf, "alpha": 0.7, "shrinkA": 8, "shrinkB": 8,
-        })
+        style = {"arrowstyle": "-|>", "color": cmap(norm(lift)), "lw": 0.5 + 3 * conf, "alpha": 0.7}
+        ax.annotate("", xy=xy[c], xytext=xy[a], arrowprops={**style, "shrinkA": 8, "shrinkB": 8})
     pts = np.array([xy[n] for n in nodes])
     ax.scatter(pts[:, 0], pts[:, 1], s=60, color="black", zorder=3)
     for name, (x, y), a in zip(nodes, pts, angle):
@@ -604,7 +619,7 @@ class RecommenderFamily:
     def split(self, feats: Baskets, cfg: RulesConfig) -> tuple[Baskets, Baskets]:
         """Seeded random holdout of `test_fraction` of the baskets."""
         n = feats.n_baskets
-        n_test = int(round(n * cfg.evaluation.test_fraction))
+        n_test = round(n * cfg.evaluation.test_fraction)
         if n_test < 1 or n - n_test < 2:
             raise ValueError(
                 f"too few baskets ({n}) for a holdout of {cfg.evaluation.test_fraction:.0%}: "
