@@ -13,7 +13,15 @@ daily total revenue; Superstore weekly sales, total and per category (11 real se
 
 statsforecast needs pandas<3: it runs in a throwaway env through `uv run` (bench/_statsforecast_worker.py).
 
-    .venv/bin/python bench/forecast.py [--skip-autoarima] [--trials 12] [--workers 2]
+    .venv/bin/python bench/forecast.py [--skip-autoarima] [--trials 8] [--workers 2]
+
+Measured here (2 cores shared with other jobs, load 3-6), mean over the 11 real series:
+seasonal naive MASE 1.653 (0.3 s); fixed SARIMAX(1,1,1) 1.490 (1.7 s); statsforecast 2.1.1
+AutoARIMA 1.495 (526 s, 0 failed fits); ecomlab 8 trials 1.448 (45.9 s incl. worker start-up).
+What else was tried on these windows (selection made before them, as here): per-series argmin
+over the trials 1.55 (noise: 3 folds x 4 weeks per series), global best 1.40-1.44, per-series
+top-k forecast averages 1.42-1.50, reselecting at every origin 1.44. The best single configuration
+in hindsight, SARIMAX(0,1,1)+2 Fourier pairs, scores 1.320; the per-series oracle 1.218.
 """
 
 from __future__ import annotations
@@ -22,7 +30,6 @@ import argparse
 import glob
 import os
 import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -31,11 +38,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from features.series import SeriesOptions, SeriesSet, build_series  # noqa: E402
-from training.forecast import (  # noqa: E402
-    BacktestOptions, ForecastConfig, Holdout, evaluate_params, fold_metrics, mase_scale, summarise, tune, warm_up,
+from features.series import SeriesOptions, SeriesSet, build_series
+from training.forecast import (
+    BacktestOptions,
+    ForecastConfig,
+    Holdout,
+    Spec,
+    evaluate_params,
+    fold_metrics,
+    mase_scale,
+    summarise,
+    tune,
+    warm_up,
 )
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -167,7 +181,8 @@ def run_tuned(sets: dict[str, SeriesSet], trials: int, workers: int) -> tuple[Re
         ev, folds = evaluate_params(feats, test, params, cfg)
         parts.append(ev.details)
         failed += int(folds["reason"].str.contains("fit failed").sum())
-        chosen += [{"unique_id": uid, "choice": p.get("note", "")} for uid, p in params["per_series"].items()]
+        chosen += [{"unique_id": uid, "model": Spec.from_params(p).label(), "why": p.get("note", "")}
+                   for uid, p in params["per_series"].items()]
     return Result("ecomlab tuned SARIMAX", pd.concat(parts, ignore_index=True), time.perf_counter() - started, failed), \
         pd.DataFrame(chosen)
 

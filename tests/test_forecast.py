@@ -14,8 +14,17 @@ from pydantic import ValidationError
 from features.contract import Accounting, Loaded, Quarantine
 from features.series import ExogOptions, SeriesOptions, SeriesSet
 from training.forecast import (
-    BacktestOptions, Context, ForecastConfig, ForecasterFamily, Holdout, Spec, best_per_series, evaluate_params,
-    fit_forecaster, fit_series, tune,
+    BacktestOptions,
+    Context,
+    ForecastConfig,
+    ForecasterFamily,
+    Holdout,
+    Spec,
+    best_per_series,
+    evaluate_params,
+    fit_forecaster,
+    fit_series,
+    tune,
 )
 
 RNG_SEED = 11
@@ -129,7 +138,7 @@ def test_short_and_all_zero_series_fall_back_with_a_reason_instead_of_failing():
     })
     feats.frame = feats.frame.dropna(subset=["y"]).reset_index(drop=True)
     config = cfg(backtest=BacktestOptions(folds=2, horizon=2))
-    ev, folds = evaluate_params(feats, Holdout(feats, 2, 2, 2), {"p": 1, "d": 1, "q": 1}, config)
+    ev, _ = evaluate_params(feats, Holdout(feats, 2, 2, 2), {"p": 1, "d": 1, "q": 1}, config)
     by_id = ev.details.set_index("unique_id")
     assert by_id.loc["zeros", "method"] == "mean" and "constant series" in by_id.loc["zeros", "reason"]
     assert by_id.loc["short", "method"] == "naive" and "too short" in by_id.loc["short", "reason"]

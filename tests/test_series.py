@@ -8,7 +8,13 @@ import pytest
 from pydantic import ValidationError
 
 from features.series import (
-    ExogOptions, SeriesOptions, build_series, calendar_exog, complete_days, future_starts, period_start,
+    ExogOptions,
+    SeriesOptions,
+    build_series,
+    calendar_exog,
+    complete_days,
+    future_starts,
+    period_start,
 )
 
 
@@ -84,7 +90,7 @@ def test_net_and_gross_of_returns():
         ("2", "2024-01-02", 2, 10.0),
         ("R1", "2024-01-03", -1, 10.0),  # a return: negative quantity, returned=True
     ])
-    options = dict(freq="M", partial_periods="keep")
+    options = {"freq": "M", "partial_periods": "keep"}
     assert y_of(build_series(data, SeriesOptions(**options))).tolist() == [40.0]
     assert y_of(build_series(data, SeriesOptions(**options, net_of_returns=False))).tolist() == [50.0]
     assert y_of(build_series(data, SeriesOptions(**options, target="units"))).tolist() == [4.0]

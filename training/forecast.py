@@ -55,7 +55,14 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from threadpoolctl import threadpool_limits
 
 from features.series import (
-    SEASON_LENGTH, ExogOptions, Freq, SeriesOptions, SeriesSet, build_series, calendar_exog, future_starts,
+    SEASON_LENGTH,
+    ExogOptions,
+    Freq,
+    SeriesOptions,
+    SeriesSet,
+    build_series,
+    calendar_exog,
+    future_starts,
 )
 
 if TYPE_CHECKING:  # loky workers import this module: keep MLflow, Optuna and matplotlib out of its imports
@@ -430,7 +437,7 @@ def adapt(spec: Spec, n: int, ctx: Context) -> tuple[Spec, list[str]]:
 
 
 def n_params(spec: Spec, ctx: Context) -> int:
-    (p, d, q), (P, D, Q) = spec.order, spec.seasonal
+    (p, _, q), (P, _, Q) = spec.order, spec.seasonal
     trend = {"n": 0, "c": 1, "t": 1, "ct": 2}[spec.trend]
     return p + q + P + Q + trend + 2 * spec.fourier + len(ctx.calendar) + len(ctx.user) + 1
 
@@ -468,7 +475,7 @@ def fit_series(
     design = Design(ctx.freq, ctx.season, spec.fourier, list(ctx.calendar), list(ctx.user))
     try:
         return sarimax_model(uid, y, ds, user, spec, design, ctx, "; ".join([note, *notes]).strip("; "))
-    except Exception as exc:  # a failing fit falls back; the reason says why
+    except Exception as exc:  # noqa: BLE001 - a failing fit falls back; the reason says why
         return naive_model(uid, fallback_method(n, ctx.season), y, ds, base,
                            f"{spec.label()} fit failed ({type(exc).__name__}: {exc})")
 

@@ -79,7 +79,7 @@ def run_loaded_job(job: JobConfig, model_cfg: Any, hooks: Hooks) -> JobResult:
             family, model_cfg, train, holdout, job.tuning, run_id, experiment_id,
             study_name=f"{job.experiment}-{job.job}", on_trial=hooks.trial,
         )
-        params = _final_params(family, study)
+        params = _final_params(family, study, model_cfg)
         _log_study(family, study, params)
         hooks.stage("fitting the final model")
         fitted = family.fit(feats, params, model_cfg)
@@ -121,10 +121,10 @@ def _log_kpis(loaded: Loaded) -> None:
     tracking.log_metrics({f"kpi_{k}": v for k, v in headline(report).items()})
 
 
-def _final_params(family: Any, study: StudyResult) -> dict[str, Any]:
+def _final_params(family: Any, study: StudyResult, model_cfg: Any) -> dict[str, Any]:
     """The best trial's params, or the family's own choice across trials (e.g. per series)."""
     select = getattr(family, "select", None)
-    return select(study.trials, study.best_params) if callable(select) else study.best_params
+    return select(study.trials, study.best_params, model_cfg) if callable(select) else study.best_params
 
 
 def _log_study(family: Any, study: StudyResult, params: dict[str, Any]) -> None:

@@ -52,6 +52,10 @@ def run_study(
     on_trial: Callable[[optuna.trial.FrozenTrial], None] | None = None,
 ) -> StudyResult:
     study = make_study(family.direction, tuning, study_name)
+    seeds = getattr(family, "initial_trials", None)
+    if callable(seeds) and not study.trials:  # a fresh study starts from the family's well-tried candidates
+        for params in seeds(model_cfg)[: tuning.n_trials]:
+            study.enqueue_trial(params, skip_if_exists=True)
     evaluations: dict[int, tuple[dict[str, Any], Evaluation]] = {}
     lock = threading.Lock()
 
