@@ -350,7 +350,7 @@ def serve(
 
 # ---------------------------------------------------------------- quickstart
 
-QUICKSTART_JOBS = ["configs/segment.yaml"]
+QUICKSTART_JOBS = ["configs/segment.yaml", "configs/forecast.yaml", "configs/recommend.yaml"]
 
 
 @app.command("quickstart")
