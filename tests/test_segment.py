@@ -285,11 +285,7 @@ def test_job_config_section_validates(tmp_path) -> None:
 
 
 def test_fit_recovers_the_synthetic_shops_planted_segments() -> None:
-    """The shared synthetic shop: at its planted k, the 'value' features recover the truth.
-
-    Tuning by silhouette alone does not pick this configuration on that shop (its "regular" and
-    "high-value loyal" customers overlap), so this checks the model family, not the study.
-    """
+    """A smaller synthetic shop: at its planted k, the 'value' features recover the truth and the names fit."""
     synthetic = pytest.importorskip("features.synthetic")
     shop = synthetic.generate(n_customers=1000, weeks=104, seed=7)
     family = SegmenterFamily()
@@ -302,3 +298,36 @@ def test_fit_recovers_the_synthetic_shops_planted_segments() -> None:
     named = {fitted.names[int(seg)]: planted for seg, planted in majority.items()}
     assert named["high-value loyal"] == "high-value loyal"
     assert named["low-value occasional"] == "occasional low-value"
+
+
+def test_tuned_study_recovers_the_synthetic_shops_planted_segments(
+    tmp_path, monkeypatch: pytest.MonkeyPatch, mlflow_template_db
+) -> None:
+    """What users run: configs/segment.yaml (its data, search space and tuning) through the platform's study.
+
+    The study chooses k, features, transform and n_init by silhouette alone; the model it picks, refitted
+    on every customer, must find the planted segments (adjusted Rand index >= 0.8).
+    """
+    from features.sources import load
+    from tests.conftest import REPO, fresh_mlflow_db
+    from training import tracking
+    from training.config import load_job_config
+    from training.tuning import run_study
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", fresh_mlflow_db(mlflow_template_db, tmp_path))
+    job, cfg = load_job_config(REPO / "configs" / "segment.yaml")
+    data = load(job.data_path())
+    family = SegmenterFamily()
+    feats = family.features(data, cfg)
+    train, holdout = family.split(feats, cfg)
+    tracking.setup(job.tracking_uri)
+    with tracking.parent_run(job.experiment, "planted-segments", {}) as parent_id:
+        result = run_study(
+            family, cfg, train, holdout, job.tuning, parent_id, tracking.experiment_of(parent_id), "planted-segments"
+        )
+    assert result.n_complete == job.tuning.n_trials and result.n_failed == 0
+    labels = family.fit(feats, result.best_params, cfg).predict(feats.table)
+    truth = data.customers.set_index("customer_id")["true_segment"].reindex(feats.table["customer_id"])
+    assert truth.notna().all()
+    ari = adjusted_rand_score(truth.to_numpy(), labels)
+    assert ari >= 0.8, (result.best_params, result.best.objective, ari)
