@@ -49,7 +49,7 @@ from serving.schemas import (  # noqa: E402
 from features.kpis import KPIS  # noqa: E402
 from serving.auth import BodyLimit, TokenAuth  # noqa: E402
 from serving.settings import load_settings  # noqa: E402
-from serving.store import ModelStore, ModelUnavailable, Served  # noqa: E402
+from serving.store import ModelStore, ModelUnavailable, Served, redact  # noqa: E402
 
 log = logging.getLogger("ecomlab.serving")
 SETTINGS = load_settings()
@@ -80,6 +80,7 @@ class EcomlabService:
         self.settings = load_settings()
         self.metrics = Metrics()
         self.store = ModelStore(self.settings)
+        ModelGate.store = self.store
         self.store.refresh()
         self.store.start_reloading()
 
@@ -224,7 +225,7 @@ class EcomlabService:
     def models(self) -> ModelsResponse:
         """Each configured model: name, version, alias, run id, key metrics and status."""
         rows = [ServedModel(**{k: v for k, v in m.items() if k != "loaded_at"}) for m in self.store.describe()]
-        return ModelsResponse(models=rows, registry=_redact(self.store.uri), registry_error=self.store.registry_error)
+        return ModelsResponse(models=rows, registry=redact(self.store.uri), registry_error=self.store.registry_error)
 
 
 class Metrics:
@@ -331,12 +332,33 @@ def _input_columns(model) -> list[str]:
     return [n for n in names if n != "customer_id"]
 
 
-def _redact(uri: str) -> str:
-    """A tracking URI without credentials."""
-    if "@" in uri and "://" in uri:
-        scheme, rest = uri.split("://", 1)
-        return f"{scheme}://***@{rest.split('@', 1)[1]}"
-    return uri
+class ModelGate:
+    """ASGI middleware: a model endpoint whose model is not loaded answers 503 with the reason.
+
+    BentoML renders every 5xx a handler raises as "An unexpected error has occurred", so the
+    handler's ServiceUnavailable cannot say why (registry unreachable, alias missing, ...).
+    """
+
+    ROUTES = {"/segment": "segmenter", "/forecast": "forecaster", "/recommend": "recommender"}
+    store: ModelStore | None = None  # this worker's store, set by the service instance
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict, receive, send) -> None:
+        family = self.ROUTES.get(scope.get("path", "")) if scope["type"] == "http" and scope.get("method") == "POST" else None
+        store = ModelGate.store
+        if family is not None and store is not None:
+            try:
+                store.get(family)
+            except ModelUnavailable as exc:
+                payload = json.dumps({"error": f"{family} model unavailable: {exc}"}).encode()
+                retry = str(max(1, round(store.settings.reload_interval_s or 30))).encode()
+                headers = [(b"content-type", b"application/json"), (b"retry-after", retry)]
+                await send({"type": "http.response.start", "status": 503, "headers": headers})
+                await send({"type": "http.response.body", "body": payload})
+                return
+        await self.app(scope, receive, send)
 
 
 class FormGuard:
@@ -404,5 +426,6 @@ class FormGuard:
 EcomlabService.add_asgi_middleware(TokenAuth, token_env=SETTINGS.api_token_env)
 EcomlabService.add_asgi_middleware(BodyLimit, max_bytes=SETTINGS.limits.max_body_bytes)
 EcomlabService.add_asgi_middleware(FormGuard)
+EcomlabService.add_asgi_middleware(ModelGate)
 
 __all__ = ["EcomlabService"]

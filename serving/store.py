@@ -66,11 +66,15 @@ class ModelStore:
 
     def ready(self) -> tuple[bool, list[str]]:
         reasons = []
+        registry_error = self._status.registry_error
         for spec in self.settings.models:
             if spec.family not in self._status.served:
-                reasons.append(f"{spec.family} ({spec.name}@{spec.alias}): {self._status.errors.get(spec.family, 'not loaded yet')}")
+                why = self._status.errors.get(spec.family, "not loaded yet")
+                reasons.append(f"{spec.family} ({spec.name}@{spec.alias}): {'registry unreachable' if why == registry_error else why}")
         if not self.settings.models:
             reasons.append("no models configured (configs/serve.yaml: models)")
+        if reasons and registry_error:
+            reasons.insert(0, registry_error)
         return (not reasons, reasons)
 
     def describe(self) -> list[dict[str, Any]]:
@@ -109,14 +113,20 @@ class ModelStore:
             client = MlflowClient(self.uri, self.uri)
             registry_error = None
             for spec in self.settings.models:
+                if registry_error is not None:  # one unreachable registry per round: no timeout per model
+                    self._status.errors[spec.family] = registry_error
+                    continue
                 try:
                     self._refresh_one(client, spec)
                 except Exception as exc:
-                    reason = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}"
-                    self._status.errors[spec.family] = reason
+                    reason = _scrub(f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}", self.uri)
                     if _is_unreachable(exc):
-                        registry_error = f"registry unreachable at {self.uri}: {reason}"
-                    log.warning("model %s@%s not (re)loaded: %s", spec.name, spec.alias, reason)
+                        reason = registry_error = f"registry unreachable at {redact(self.uri)}: {reason}"
+                    if self._status.errors.get(spec.family) != reason:  # logged when it starts or changes, not every round
+                        log.warning("model %s@%s not (re)loaded: %s", spec.name, spec.alias, reason)
+                    self._status.errors[spec.family] = reason
+            if self._status.registry_error and registry_error is None:
+                log.warning("registry reachable again at %s", redact(self.uri))
             self._status.registry_error = registry_error
             self._status.last_check = time.time()
 
@@ -160,6 +170,22 @@ def _default_uri() -> str:
     from pathlib import Path
 
     return f"sqlite:///{(Path.cwd() / 'mlflow.db').resolve()}"
+
+
+def redact(uri: str) -> str:
+    """A tracking URI without credentials."""
+    if "@" in uri and "://" in uri:
+        scheme, rest = uri.split("://", 1)
+        return f"{scheme}://***@{rest.split('@', 1)[1]}"
+    return uri
+
+
+def _scrub(text: str, uri: str) -> str:
+    """An error message without the credentials of the tracking URI (it is shown on /readyz and /models)."""
+    if "@" in uri and "://" in uri:
+        secret = uri.split("://", 1)[1].split("@", 1)[0]
+        text = text.replace(secret, "***") if secret else text
+    return text
 
 
 def _is_unreachable(exc: Exception) -> bool:

@@ -1,8 +1,9 @@
-"""Start a real `bentoml serve` of the ecomlab service on loopback, the way users start it."""
+"""Start a real `bentoml serve` of the ecomlab service (and a real `mlflow server`) on loopback, the way users start them."""
 
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -77,4 +78,55 @@ def start(folder: Path, config: Path, tracking_uri: str, env: dict[str, str] | N
         if time.time() > deadline:
             server.stop()
             raise RuntimeError(f"service not {'ready' if wait_ready else 'alive'} in 120 s:\n{server.tail()}")
+        time.sleep(0.5)
+
+
+@dataclass
+class MlflowServer:
+    url: str
+    port: int
+    process: subprocess.Popen
+    log: Path
+
+    def stop(self) -> None:
+        """SIGTERM to the whole process group (`mlflow server` runs uvicorn as a child), SIGKILL after 20 s."""
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            try:
+                os.killpg(self.process.pid, sig)
+            except ProcessLookupError:
+                return
+            try:
+                self.process.wait(timeout=20)
+                return
+            except subprocess.TimeoutExpired:
+                continue
+
+
+def start_mlflow_server(folder: Path, backend_uri: str, port: int | None = None, timeout: float = 90) -> MlflowServer:
+    """`mlflow server` on loopback over `backend_uri`, in its own process group; waits for /health.
+
+    The server's job runner (huey consumers, ~7 processes) is switched off: nothing here uses it.
+    """
+    port = port or free_port()
+    log = folder / f"mlflow-server-{port}.log"
+    process = subprocess.Popen(
+        [
+            sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+            "--backend-store-uri", backend_uri, "--artifacts-destination", str(folder / "server-artifacts"), "--workers", "1",
+        ],
+        stdout=log.open("w"), stderr=subprocess.STDOUT, cwd=folder, start_new_session=True,
+        env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", "MLFLOW_DISABLE_TELEMETRY": "true"},
+    )
+    server = MlflowServer(f"http://127.0.0.1:{port}", port, process, log)
+    deadline = time.time() + timeout
+    while True:
+        try:
+            if httpx.get(server.url + "/health", timeout=2).status_code == 200:
+                return server
+        except httpx.HTTPError:
+            pass
+        if process.poll() is not None or time.time() > deadline:
+            server.stop()
+            tail = "\n".join(log.read_text(errors="replace").splitlines()[-20:])
+            raise RuntimeError(f"mlflow server not up on port {port} within {timeout:.0f} s (exit {process.returncode}):\n{tail}")
         time.sleep(0.5)

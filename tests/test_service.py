@@ -2,76 +2,16 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import httpx
 import pytest
-import yaml
 
-from tests.conftest import fresh_mlflow_db
+from tests.conftest import AUTH, TOKEN  # the registry and server fixtures are in conftest too
 from tests.service_harness import Server, start, write_serve_config
 
 pytestmark = pytest.mark.service
 REPO = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="session")
-def registry(tmp_path_factory: pytest.TempPathFactory, mlflow_template_db: Path) -> tuple[Path, str]:
-    """Train and register a segmenter on small synthetic data into a session-private MLflow store."""
-    from training.jobs import run_job
-
-    folder = tmp_path_factory.mktemp("service")
-    uri = fresh_mlflow_db(mlflow_template_db, folder)
-    data = {"name": "svc-synthetic", "format": "synthetic", "synthetic": {"n_customers": 400, "weeks": 52, "seed": 3}}
-    (folder / "data.yaml").write_text(yaml.safe_dump(data))
-    jobs = {"segment": 3, "forecast": 2, "recommend": 3}
-    for name, trials in jobs.items():
-        job = yaml.safe_load((REPO / "configs" / f"{name}.yaml").read_text())
-        job.update(data="data.yaml", experiment="svc", kpi_context=False)
-        job["tuning"]["n_trials"] = trials
-        if name == "segment":
-            job["model"]["evaluation"]["stability_seeds"] = 1
-        (folder / f"{name}.yaml").write_text(yaml.safe_dump(job))
-    old_cwd, old_uri = Path.cwd(), os.environ.get("MLFLOW_TRACKING_URI")
-    os.chdir(folder)
-    os.environ["MLFLOW_TRACKING_URI"] = uri
-    try:
-        for name in jobs:
-            result = run_job(folder / f"{name}.yaml")
-            assert result.decision.alias in ("champion", "challenger")
-            if result.decision.alias != "champion":  # serve it anyway: these tests are about HTTP
-                from training import tracking
-
-                tracking.set_alias(result.model_name, result.decision.version, "champion")
-    finally:
-        os.chdir(old_cwd)
-        if old_uri is None:
-            os.environ.pop("MLFLOW_TRACKING_URI", None)
-        else:
-            os.environ["MLFLOW_TRACKING_URI"] = old_uri
-    return folder, uri
-
-
-@pytest.fixture(scope="session")
-def server(registry: tuple[Path, str]) -> Server:
-    folder, uri = registry
-    config = write_serve_config(
-        folder,
-        [
-            {"family": "segmenter", "name": "ecomlab-segmenter", "alias": "champion"},
-            {"family": "forecaster", "name": "ecomlab-forecaster", "alias": "champion"},
-            {"family": "recommender", "name": "ecomlab-recommender", "alias": "champion"},
-        ],
-        limits={"max_batch": 50, "max_body_bytes": 200_000, "max_horizon": 30, "max_k": 10}, reload_interval_s=1,
-    )
-    srv = start(folder, config, uri, env={"ECOMLAB_API_TOKEN": TOKEN})
-    yield srv
-    srv.stop()
-
-
-TOKEN = "s3cret-test-token"
-AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
 def post(server: Server, path: str, body, headers: dict | None = None) -> httpx.Response:

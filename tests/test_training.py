@@ -193,44 +193,19 @@ def test_rdb_study_storage_resumes(tracking_dir: Path) -> None:
     assert len(study.trials) == 4
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.slow
 def test_job_against_a_tracking_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mlflow_template_db: Path) -> None:
     """`mlflow server` on loopback: the same job, runs and registry over HTTP."""
     import shutil
-    import subprocess
-    import sys
     import time
-    import urllib.request
+
+    from tests.service_harness import start_mlflow_server
 
     shutil.copy(mlflow_template_db, tmp_path / "server.db")
-    port = free_port()
-    server = subprocess.Popen(
-        [
-            sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
-            "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
-            "--artifacts-destination", str(tmp_path / "server-artifacts"), "--workers", "1",
-        ],
-        stdout=(tmp_path / "server.log").open("w"), stderr=subprocess.STDOUT, cwd=tmp_path,
-    )
     started = time.time()
+    server = start_mlflow_server(tmp_path, f"sqlite:///{tmp_path / 'server.db'}")
+    port = server.port
     try:
-        deadline = time.time() + 90
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2)
-                break
-            except OSError:
-                if time.time() > deadline or server.poll() is not None:
-                    pytest.fail("mlflow server did not start within 90 s")
-                time.sleep(0.5)
         print(f"mlflow server up in {time.time() - started:.1f} s")
         work = tmp_path / "work"
         work.mkdir()
@@ -244,5 +219,4 @@ def test_job_against_a_tracking_server(tmp_path: Path, monkeypatch: pytest.Monke
         assert any((tmp_path / "server-artifacts").rglob("MLmodel"))
         assert not (work / "mlflow.db").exists() and not (work / "mlartifacts").exists()
     finally:
-        server.terminate()
-        server.wait(timeout=30)
+        server.stop()
