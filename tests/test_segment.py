@@ -14,6 +14,7 @@ from features.customers import FEATURES, CustomerFeatures
 from training.segment import (
     SegmentConfig,
     SegmenterFamily,
+    SegmentModel,
     check_features,
     fit_segmenter,
     name_segments,
@@ -331,3 +332,21 @@ def test_tuned_study_recovers_the_synthetic_shops_planted_segments(
     assert truth.notna().all()
     ari = adjusted_rand_score(truth.to_numpy(), labels)
     assert ari >= 0.8, (result.best_params, result.best.objective, ari)
+
+
+@pytest.mark.parametrize("transform", ["log1p", "none"])
+def test_served_fast_path_matches_the_pipeline(transform: str) -> None:
+    """The served model's array arithmetic assigns every customer the segment `pipeline.predict` gives."""
+    synthetic = pytest.importorskip("features.synthetic")
+    shop = synthetic.generate(n_customers=3000, weeks=104, seed=11)
+    family = SegmenterFamily()
+    feats = family.features(loaded(shop.lines), CFG)
+    fitted = family.fit(feats, {"k": 6, "feature_set": "value", "transform": transform, "n_init": 3}, CFG)
+    model = SegmentModel(fitted.pipeline, fitted.features, fitted.segment_of, fitted.names)
+    table = feats.table.copy()
+    table["customer_id"] = table["customer_id"].astype("string")
+    slow = fitted.segment_of[fitted.pipeline.predict(table[fitted.features])]
+    served = model.predict(None, table)
+    np.testing.assert_array_equal(served["segment_id"].to_numpy(), slow)
+    assert served["segment_name"].tolist() == [fitted.names[int(i)] for i in slow]
+    assert served["customer_id"].tolist() == table["customer_id"].tolist()

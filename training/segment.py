@@ -399,6 +399,11 @@ def profile_segments(
 
 def check_features(frame: pd.DataFrame, features: list[str]) -> pd.DataFrame:
     """The feature columns as float64, or a ValueError naming the missing column or the bad cell."""
+    return pd.DataFrame(feature_matrix(frame, features), index=frame.index, columns=list(features))
+
+
+def feature_matrix(frame: pd.DataFrame, features: list[str]) -> np.ndarray:
+    """The feature columns as one float64 array (rows x features), or a ValueError as `check_features`."""
     if not isinstance(frame, pd.DataFrame):
         raise TypeError(f"expected a DataFrame of customer feature rows, got {type(frame).__name__}")
     missing = [f for f in features if f not in frame.columns]
@@ -417,7 +422,7 @@ def check_features(frame: pd.DataFrame, features: list[str]) -> pd.DataFrame:
                 f"({int(bad.sum())} bad row(s) in the column)"
             )
         out[col] = values
-    return pd.DataFrame(out, index=frame.index)
+    return np.column_stack([out[col] for col in features]) if features else np.empty((len(frame), 0))
 
 
 class SegmentModel(mlflow.pyfunc.PythonModel):
@@ -430,12 +435,37 @@ class SegmentModel(mlflow.pyfunc.PythonModel):
         self.names = {int(k): str(v) for k, v in names.items()}
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
-        x = check_features(model_input, self.features)
+        x = feature_matrix(model_input, self.features)
         out = model_input[[c for c in model_input.columns if c not in self.features]].copy()
-        ids = self.segment_of[self.pipeline.predict(x)] if len(x) else np.empty(0, dtype=np.int64)
+        ids = self.assign(x) if len(x) else np.empty(0, dtype=np.int64)
         out["segment_id"] = ids.astype(np.int64)
         out["segment_name"] = pd.array([self.names[int(i)] for i in ids], dtype="string")
         return out
+
+    def assign(self, x: np.ndarray) -> np.ndarray:
+        """Segment ids of raw feature rows (float64, columns in `features` order).
+
+        The fitted pipeline's own steps as array arithmetic: the transform's function, the scaler's
+        mean and scale, the nearest K-means centre (what `KMeans.predict` computes). A served request
+        then costs microseconds instead of the ~1.5 ms of sklearn's per-call input validation.
+        tests/test_segment.py checks it matches `pipeline.predict`. Other pipelines take the slow path.
+        """
+        steps = self.pipeline.named_steps
+        transform, scale, kmeans = steps.get("transform"), steps.get("scale"), steps.get("kmeans")
+        if not (
+            isinstance(transform, FunctionTransformer) and transform.inverse_func is None and not transform.validate
+            and isinstance(scale, StandardScaler) and isinstance(kmeans, KMeans) and len(steps) == 3
+        ):
+            frame = pd.DataFrame(x, columns=self.features)
+            return self.segment_of[self.pipeline.predict(frame)]
+        z = x if transform.func is None else np.asarray(transform.func(x), dtype=np.float64)
+        if scale.with_mean:
+            z = z - scale.mean_
+        if scale.with_std:
+            z = z / scale.scale_
+        centres = kmeans.cluster_centers_
+        distances = ((z[:, None, :] - centres[None, :, :]) ** 2).sum(axis=2)
+        return self.segment_of[np.argmin(distances, axis=1)]
 
 
 def model_features(model: Any) -> list[str]:
