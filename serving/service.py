@@ -137,6 +137,13 @@ class EcomlabService:
             if q.horizon > limits.max_horizon:
                 raise InvalidArgument(f"queries[{i}].horizon: {q.horizon} is over the limit of {limits.max_horizon} periods")
         served = self._served("forecaster")
+        forecaster = getattr(_python_model(served), "forecaster", None)
+        if hasattr(forecaster, "forecast_arrays"):  # an ecomlab forecaster: arrays, no DataFrame per query
+            with self.metrics.observe(served, len(queries)):
+                return ForecastResponse(
+                    model=served.name, version=served.version,
+                    forecasts=[_series_forecast(forecaster, i, q) for i, q in enumerate(queries)],
+                )
         frame = pd.DataFrame(
             {
                 "series_id": [q.series_id for q in queries],
@@ -309,6 +316,25 @@ def _json_safe(value):
     if isinstance(value, list):
         return [_json_safe(v) for v in value]
     return value
+
+
+def _series_forecast(forecaster, i: int, query: ForecastQuery) -> SeriesForecast:
+    """One query answered from the forecaster's arrays; its ValueError names the query."""
+    try:
+        model, starts, mean, bounds = forecaster.forecast_arrays(query.series_id, query.horizon, query.levels, query.exog)
+    except ValueError as exc:
+        raise InvalidArgument(f"queries: request row {i}: {str(exc).splitlines()[0]}") from None
+    days = starts.strftime("%Y-%m-%d").tolist()
+    yhat = mean.tolist()
+    intervals = {str(level): (lo.tolist(), hi.tolist()) for level, (lo, hi) in bounds.items()}
+    points = [
+        ForecastPoint(
+            step=h + 1, ds=days[h], yhat=yhat[h],
+            intervals={lv: [lo[h], hi[h]] for lv, (lo, hi) in intervals.items() if lo[h] == lo[h]},  # NaN: no bound
+        )
+        for h in range(len(yhat))
+    ]
+    return SeriesForecast(series_id=query.series_id, model=model.method, points=points)
 
 
 def _python_model(served: Served):

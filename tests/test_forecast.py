@@ -192,6 +192,27 @@ def test_low_memory_results_stay_small_and_still_give_intervals():
     assert (fc["hi_95"] - fc["lo_95"]).iloc[-1] > 0
 
 
+@pytest.mark.parametrize("spec", [Spec(order=(1, 1, 1), trend="n"), Spec(order=(1, 0, 0), seasonal=(1, 1, 0), trend="c")])
+def test_served_path_slices_one_forecast_and_matches_statsmodels(spec):
+    """Without caller regressors the served forecast is sliced from one stored path: same numbers as
+    statsmodels' own forecast and conf_int at every horizon, longer horizons included; not pickled."""
+    rng = np.random.default_rng(RNG_SEED)
+    days = pd.date_range("2023-01-01", periods=200, freq="D")
+    y = 300 + 30 * np.array([0, 1, 2, 3, 5, 8, -4])[days.day_of_week] + rng.normal(0, 5, 200).cumsum() * 0.2
+    model = fit_series("d", y, days, None, spec, Context("D", 7))
+    assert model.method == "sarimax"
+    for horizon in (1, 9, 104, 150):
+        starts, mean, bounds = model.forecast_arrays(horizon, [50, 80, 95])
+        direct_mean, direct = model._sarimax(starts, horizon, [50, 80, 95], None)
+        np.testing.assert_allclose(mean, direct_mean, rtol=1e-9, atol=1e-9)
+        for level in (50, 80, 95):
+            np.testing.assert_allclose(bounds[level], direct[level], rtol=1e-9, atol=1e-9)
+    assert len(model.__dict__["_path"][0]) == 150
+    restored = pickle.loads(pickle.dumps(model))
+    assert "_path" not in restored.__dict__
+    pd.testing.assert_frame_equal(restored.forecast(12, [80]), model.forecast(12, [80]))
+
+
 def test_seasonal_terms_need_two_seasons_and_long_seasons_use_fourier():
     y = yearly_weekly(80, RNG_SEED)  # 80 weeks < 2 seasons of 52
     dates = pd.date_range("2018-01-01", periods=80, freq="W-MON")

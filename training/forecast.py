@@ -79,6 +79,7 @@ TRENDS = ("n", "c", "t", "ct")
 DEFAULT_HORIZON = {"D": 14, "W": 4, "M": 3}
 SWITCH_MARGIN = 0.2  # see best_per_series
 MAX_HORIZON = 1000
+KNOWN_PATH_STEPS = 104  # steps a served SARIMAX forecasts once and slices (see SeriesModel._known_path)
 NAIVE_METHODS = ("snaive", "naive", "mean")
 
 
@@ -219,15 +220,50 @@ class SeriesModel:
 
     def forecast(self, horizon: int, levels: list[int], user_exog: pd.DataFrame | None = None) -> pd.DataFrame:
         """step, ds, yhat and lo_/hi_ bounds for each level."""
-        starts = future_starts(self.last_ds, self.design.freq, horizon)
-        if self.method == "sarimax":
-            mean, bounds = self._sarimax(starts, horizon, levels, user_exog)
-        else:
-            mean, bounds = naive_forecast(self.method, self.tail, self.sigma, self.n_obs, horizon, levels)
+        starts, mean, bounds = self.forecast_arrays(horizon, levels, user_exog)
         out = pd.DataFrame({"step": np.arange(1, horizon + 1), "ds": starts, "yhat": mean})
         for level in levels:
             out[f"lo_{level}"], out[f"hi_{level}"] = bounds[level]
         return out
+
+    def forecast_arrays(
+        self, horizon: int, levels: list[int], user_exog: pd.DataFrame | None = None
+    ) -> tuple[pd.DatetimeIndex, np.ndarray, dict[int, tuple[np.ndarray, np.ndarray]]]:
+        """Period starts, point forecasts and (lower, upper) bounds per level, as arrays."""
+        starts = future_starts(self.last_ds, self.design.freq, horizon)
+        if self.method != "sarimax":
+            return starts, *naive_forecast(self.method, self.tail, self.sigma, self.n_obs, horizon, levels)
+        if self.design.user:  # the caller's future regressor values: computed per request
+            return starts, *self._sarimax(starts, horizon, levels, user_exog)
+        mean, se = self._known_path(horizon)
+        bounds = {}
+        for level in levels:
+            half = NormalDist().inv_cdf(0.5 + level / 200) * se
+            bounds[level] = (mean - half, mean + half)
+        return starts, mean, bounds
+
+    def _known_path(self, horizon: int) -> tuple[np.ndarray, np.ndarray]:
+        """Point forecasts and standard errors of steps 1..horizon when every regressor is known ahead.
+
+        The forecast of step h does not depend on how many steps are asked for, so one forecast of
+        `KNOWN_PATH_STEPS` (or more) steps serves every shorter request by slicing: a served request
+        then costs no Kalman filter pass. Not pickled (see `__getstate__`).
+        """
+        cached = self.__dict__.get("_path")
+        if cached is None or len(cached[0]) < horizon:
+            steps = max(horizon, KNOWN_PATH_STEPS)
+            starts = future_starts(self.last_ds, self.design.freq, steps)
+            fc = self.results.get_forecast(steps=steps, exog=self.design.matrix(starts, None))
+            mean = np.asarray(fc.predicted_mean, dtype="float64") * self.scale
+            se = np.asarray(fc.se_mean, dtype="float64") * self.scale
+            cached = (mean, se)
+            self.__dict__["_path"] = cached
+        return cached[0][:horizon].copy(), cached[1][:horizon].copy()
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state.pop("_path", None)
+        return state
 
     def _sarimax(self, starts, horizon, levels, user_exog) -> tuple[np.ndarray, dict[int, tuple[np.ndarray, np.ndarray]]]:
         exog = self.design.matrix(starts, user_exog)
@@ -292,6 +328,16 @@ class Forecaster:
                 f"unknown series_id {series_id!r}; this model knows {len(known)} series, e.g. {known[:20]}"
             )
         return self.models[series_id]
+
+    def forecast_arrays(
+        self, series_id: str, horizon: int, levels: list[int] | None = None, exog: Any = None
+    ) -> tuple[SeriesModel, pd.DatetimeIndex, np.ndarray, dict[int, tuple[np.ndarray, np.ndarray]]]:
+        """As `forecast`, without the DataFrame: the series' model, period starts, yhat and bounds per level."""
+        model = self.model(series_id)
+        horizon = check_horizon(horizon)
+        levels = check_levels(self.levels if levels is None else levels)
+        user = parse_exog(exog, model.design.user, horizon, series_id)
+        return model, *model.forecast_arrays(horizon, levels, user)
 
     def forecast(self, series_id: str, horizon: int, levels: list[int] | None = None, exog: Any = None) -> pd.DataFrame:
         model = self.model(series_id)
