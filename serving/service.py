@@ -6,6 +6,7 @@ Start it with `ecomlab serve` or `bentoml serve serving.service:EcomlabService`.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -17,6 +18,7 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DO_NOT_TRACK", "true")
 os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
 
+import anyio  # noqa: E402
 import bentoml  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
@@ -53,6 +55,7 @@ from serving.store import ModelStore, ModelUnavailable, Served, redact  # noqa: 
 
 log = logging.getLogger("ecomlab.serving")
 SETTINGS = load_settings()
+INLINE_ROWS = 32  # model requests with at most this many rows are answered on the event loop
 
 
 class TooLarge(BentoMLException):
@@ -80,6 +83,7 @@ class EcomlabService:
         self.settings = load_settings()
         self.metrics = Metrics()
         self.store = ModelStore(self.settings)
+        self._limiter: anyio.CapacityLimiter | None = None  # made on the event loop, at the first big request
         ModelGate.store = self.store
         self.store.refresh()
         self.store.start_reloading()
@@ -98,12 +102,25 @@ class EcomlabService:
 
     # ---- models ----
 
+    async def _answer(self, rows: int, handler, *args):
+        """A model request: small ones on the event loop, bigger ones in one worker thread.
+
+        A model call for a few rows takes well under a millisecond on the served models' array paths,
+        less than the hand-off to BentoML's thread for sync APIs; big batches still go to a thread
+        (one at a time, like BentoML's sync APIs) so the loop keeps answering probes and small calls.
+        """
+        if rows <= INLINE_ROWS:
+            return handler(*args)
+        if self._limiter is None:
+            self._limiter = anyio.CapacityLimiter(1)
+        return await anyio.to_thread.run_sync(functools.partial(handler, *args), limiter=self._limiter)
+
     @bentoml.api(route="/segment", input_spec=SegmentRequest)
     async def segment(self, customers: list[CustomerRow]) -> SegmentResponse:
         """Segment ids and names for a batch of customers' raw feature values."""
-        # async: runs on the event loop, not BentoML's one-thread pool for sync APIs. The work is a
-        # few array operations (well under a millisecond for a full batch), so a thread hand-off per
-        # request would cost more than it frees.
+        return await self._answer(len(customers), self._segment, customers)
+
+    def _segment(self, customers: list[CustomerRow]) -> SegmentResponse:
         limit = self.settings.limits.max_batch
         if len(customers) > limit:
             raise _too_large("customers", len(customers), limit)
@@ -128,8 +145,11 @@ class EcomlabService:
         return SegmentResponse(model=served.name, version=served.version, segments=results)
 
     @bentoml.api(route="/forecast", input_spec=ForecastRequest)
-    def forecast(self, queries: list[ForecastQuery]) -> ForecastResponse:
+    async def forecast(self, queries: list[ForecastQuery]) -> ForecastResponse:
         """Point forecasts and prediction intervals per series, from the stored fits (no refitting)."""
+        return await self._answer(len(queries), self._forecast, queries)
+
+    def _forecast(self, queries: list[ForecastQuery]) -> ForecastResponse:
         limits = self.settings.limits
         if len(queries) > limits.max_batch:
             raise _too_large("queries", len(queries), limits.max_batch)
@@ -173,8 +193,11 @@ class EcomlabService:
         return ForecastResponse(model=served.name, version=served.version, forecasts=forecasts)
 
     @bentoml.api(route="/recommend", input_spec=RecommendRequest)
-    def recommend(self, baskets: list[Basket], k: int = 5) -> RecommendResponse:
+    async def recommend(self, baskets: list[Basket], k: int = 5) -> RecommendResponse:
         """Items to add to each basket, ranked, each with the rule(s) that fired; unknown items reported."""
+        return await self._answer(len(baskets), self._recommend, baskets, k)
+
+    def _recommend(self, baskets: list[Basket], k: int) -> RecommendResponse:
         limits = self.settings.limits
         if len(baskets) > limits.max_batch:
             raise _too_large("baskets", len(baskets), limits.max_batch)

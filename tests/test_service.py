@@ -31,6 +31,19 @@ def test_segment_batch(server: Server) -> None:
     assert all(isinstance(s["segment_id"], int) and s["segment_name"] for s in body["segments"])
 
 
+def test_big_batches_answer_like_single_rows(server: Server) -> None:
+    """Over the service's inline size (32 rows) a batch is answered in a worker thread: same answers."""
+    rows = [
+        dict(CUSTOMER, customer_id=f"c{i}", recency=float(5 + 9 * i), frequency=float(1 + i % 7), monetary=float(20 + 37 * i))
+        for i in range(45)
+    ]
+    batch = post(server, "/segment", {"customers": rows})
+    assert batch.status_code == 200, batch.text
+    singles = [post(server, "/segment", {"customers": [row]}).json()["segments"][0] for row in rows]
+    assert batch.json()["segments"] == singles
+    assert len({s["segment_id"] for s in singles}) > 1
+
+
 def test_identical_customers_get_the_same_segment(server: Server) -> None:
     resp = post(server, "/segment", {"customers": [CUSTOMER] * 5})
     assert len({s["segment_id"] for s in resp.json()["segments"]}) == 1
