@@ -123,7 +123,6 @@ def start_mlflow(work: Path, uri: str, workers: int) -> Server:
 def _batched_service() -> Any:
     """/segment as a batchable API: concurrent requests' rows are merged into one model call."""
     import bentoml
-    import pandas as pd
 
     from serving.schemas import SegmentRequest, SegmentResult
     from serving.settings import load_settings
@@ -142,14 +141,11 @@ def _batched_service() -> Any:
         @bentoml.api(route="/segment", input_spec=SegmentRequest, batchable=True,
                      max_batch_size=max_batch, max_latency_ms=max_latency)
         def segment(self, customers: list) -> list:
-            served = self.store.get("segmenter")
-            model = served.model.unwrap_python_model()
-            frame = pd.DataFrame([c.model_dump() for c in customers])
-            x = frame[model.features].astype("float64")
-            x.insert(0, "customer_id", frame["customer_id"].astype("string"))
-            out = model.predict(None, x)
-            return [SegmentResult(customer_id=None if pd.isna(c) else str(c), segment_id=int(s), segment_name=str(n)).model_dump()
-                    for c, s, n in zip(frame["customer_id"], out["segment_id"], out["segment_name"], strict=True)]
+            model = self.store.get("segmenter").model.unwrap_python_model()
+            x = np.array([[getattr(c, f) for f in model.features] for c in customers], dtype=np.float64)
+            ids = model.assign(x).tolist()  # the same array path as the service's /segment
+            return [SegmentResult(customer_id=c.customer_id, segment_id=i, segment_name=model.names[i]).model_dump()
+                    for c, i in zip(customers, ids, strict=True)]
 
     return BatchedSegmentService
 
@@ -308,8 +304,10 @@ def summary(results: dict[tuple[str, int], Level], levels: list[int]) -> None:
             print(f"  {n:>3} clients: >= 3x mlflow: {'met' if ratio >= 3 else 'NOT met'} ({ratio:.2f}x)")
         p99 = b.pct(99)
         print(f"  {n:>3} clients: p99 < {p99_limit:.0f} ms: {'met' if p99 < p99_limit else 'NOT met'} ({p99:.1f} ms)")
-    bento_errors = sum(sum(lv.errors.values()) for (name, _), lv in results.items() if name.startswith("bentoml"))
-    print(f"  errors on BentoML targets: {bento_errors} ({'met' if bento_errors == 0 else 'NOT met'})")
+    service = [lv for (name, _), lv in results.items() if name.startswith("bentoml /")]
+    bento_errors = sum(sum(lv.errors.values()) for lv in service)
+    print(f"  errors on the service's endpoints: {bento_errors} of {sum(lv.sent for lv in service)} requests "
+          f"({'met' if bento_errors == 0 else 'NOT met'})")
     for (name, n), lv in results.items():
         if lv.errors:
             print(f"  {name} @ {n}: {dict(lv.errors)}")
@@ -375,7 +373,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1, help="server worker processes (both servers)")
     parser.add_argument("--no-batching", dest="batching", action="store_false", help="skip the adaptive-batching variant")
     parser.add_argument("--max-batch", type=int, default=100)
-    parser.add_argument("--max-latency-ms", type=int, default=300)
+    parser.add_argument("--max-latency-ms", type=int, default=1000, help="BentoML sheds requests (503) it expects to miss this")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="ecomlab-bench-serve-") as tmp:
         try:
