@@ -386,12 +386,20 @@ def quickstart(
     console.print(
         f"KPI report: [bold]{page}[/]\n"
         f"data: {data_dir}  time: {time.perf_counter() - started:.1f} s\n"
-        "next: [bold]mlflow ui --backend-store-uri sqlite:///mlflow.db[/] to compare runs, "
+        f"next: [bold]mlflow ui --backend-store-uri {ui_store_uri()}[/] to compare runs, "
         "[bold]ecomlab models list[/], [bold]ecomlab serve[/] to serve the champions"
     )
     if failed:
         err.print(f"[bold red]failed jobs:[/] {', '.join(failed)}")
         raise typer.Exit(EXIT_FAILED)
+
+
+def ui_store_uri() -> str:
+    """The store the jobs just used, as `mlflow ui` takes it (relative when it is ./mlflow.db)."""
+    from training.tracking import default_tracking_uri, resolve_tracking_uri
+
+    uri = resolve_tracking_uri()
+    return "sqlite:///mlflow.db" if uri == default_tracking_uri() else uri
 
 
 def main() -> None:  # pragma: no cover
