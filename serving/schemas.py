@@ -57,7 +57,8 @@ class ForecastQuery(BaseModel):
     model_config = STRICT
     series_id: str = Field(min_length=1, max_length=500)
     horizon: int = Field(ge=1)
-    levels: list[Annotated[int, Field(gt=0, lt=100)]] | None = Field(None, min_length=1, max_length=5)
+    # ge/le, not gt/lt: BentoML publishes OpenAPI 3.0, where a numeric exclusiveMinimum is invalid
+    levels: list[Annotated[int, Field(ge=1, le=99)]] | None = Field(None, min_length=1, max_length=5)
     exog: dict[str, list[float]] | None = None
 
 
@@ -158,9 +159,12 @@ class OrderLineIn(BaseModel):
     returned: bool | None = None
 
 
+ChurnWindowDays = Annotated[int, Field(ge=1, le=3650, description="days without an order after which a customer counts as churned")]
+
+
 class KpiOptionsIn(BaseModel):
     model_config = STRICT
-    churn_window_days: int | None = Field(None, ge=1, le=3650)
+    churn_window_days: ChurnWindowDays | None = None
 
 
 class KpiRequest(BaseModel):

@@ -26,6 +26,7 @@ from bentoml.exceptions import BentoMLException, InvalidArgument, ServiceUnavail
 from starlette.exceptions import HTTPException  # noqa: E402
 
 from serving.schemas import (  # noqa: E402
+    ChurnWindowDays,
     Basket,
     BasketRecommendations,
     Recommendation,
@@ -230,7 +231,7 @@ class EcomlabService:
         return self._kpis(lines, options, None)
 
     @bentoml.api(route="/kpis/upload")
-    def kpis_upload(self, file: Path, churn_window_days: int | None = None) -> KpiResponse:
+    def kpis_upload(self, file: Path, churn_window_days: ChurnWindowDays | None = None) -> KpiResponse:
         """Every KPI of an uploaded CSV whose header names the contract columns (multipart field `file`)."""
         if file.stat().st_size > self.settings.limits.max_body_bytes:
             raise _too_large("file (bytes)", file.stat().st_size, self.settings.limits.max_body_bytes)

@@ -220,6 +220,15 @@ def test_kpis_csv_upload(server: Server) -> None:
     assert bad.status_code == 400 and "order_id" in bad.text
 
 
+@pytest.mark.parametrize("days", ["-5", "0", "3651"])
+def test_upload_churn_window_out_of_range_is_400(server: Server, days: str) -> None:
+    """The form field has the bounds of the JSON option (-5 was a 500 from the KPI options parser)."""
+    csv = "order_id,order_date,customer_id,product_id,quantity,unit_price\n1,2024-01-03,a,p1,2,10\n"
+    files = {"file": ("lines.csv", csv, "text/csv")}
+    resp = httpx.post(server.url + "/kpis/upload", files=files, data={"churn_window_days": days}, headers=AUTH, timeout=30)
+    assert resp.status_code == 400 and "churn_window_days" in resp.text, resp.text
+
+
 @pytest.mark.parametrize(
     "body, field",
     [
