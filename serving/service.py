@@ -399,7 +399,8 @@ def _input_columns(model) -> list[str]:
 
 
 class ModelGate:
-    """ASGI middleware: a model endpoint whose model is not loaded answers 503 with the reason.
+    """ASGI middleware: a model endpoint whose model is not loaded answers 503 with the reason, and
+    /readyz answers with its detail (models, reasons, registry error) in JSON.
 
     BentoML renders every 5xx a handler raises as "An unexpected error has occurred", so the
     handler's ServiceUnavailable cannot say why (registry unreachable, alias missing, ...).
@@ -424,7 +425,24 @@ class ModelGate:
                 await send({"type": "http.response.start", "status": 503, "headers": headers})
                 await send({"type": "http.response.body", "body": payload})
                 return
+        if store is not None and scope["type"] == "http" and scope.get("path") == "/readyz" and scope.get("method") == "GET":
+            await self._readiness(store, send)
+            return
         await self.app(scope, receive, send)
+
+    @staticmethod
+    async def _readiness(store: ModelStore, send) -> None:
+        """/readyz with its detail: 200 when every model serves (a registry error is still shown), else 503."""
+        ok, reasons = store.ready()
+        detail = {
+            "ready": ok,
+            "reasons": reasons,
+            "registry_error": store.registry_error,
+            "models": [{k: m[k] for k in ("family", "name", "alias", "version", "status", "error")} for m in store.describe()],
+        }
+        headers = [(b"content-type", b"application/json")]
+        await send({"type": "http.response.start", "status": 200 if ok else 503, "headers": headers})
+        await send({"type": "http.response.body", "body": json.dumps(detail).encode()})
 
 
 class FormGuard:

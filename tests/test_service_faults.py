@@ -134,7 +134,9 @@ def test_registry_down_during_reloads_keeps_serving(registry: tuple[Path, str], 
         models = httpx.post(srv.url + "/models", json={}, timeout=30).json()
         assert f"registry unreachable at {mlflow_server.url}" in models["registry_error"]
         assert all(m["status"] == "serving" and m["version"] and "registry unreachable" in m["error"] for m in models["models"])
-        assert httpx.get(srv.url + "/readyz").status_code == 200
+        ready = httpx.get(srv.url + "/readyz")
+        assert ready.status_code == 200 and ready.json()["ready"] is True
+        assert f"registry unreachable at {mlflow_server.url}" in ready.json()["registry_error"]  # serving, and reported
         assert srv.process.poll() is None
         assert "registry unreachable" in srv.log.read_text(errors="replace")
     finally:
