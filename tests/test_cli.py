@@ -90,3 +90,26 @@ def test_models_promote_unknown_version_is_exit_2(tmp_path: Path, monkeypatch, m
     monkeypatch.setenv("MLFLOW_TRACKING_URI", fresh_mlflow_db(mlflow_template_db, tmp_path))
     result = runner.invoke(app, ["models", "promote", "ecomlab-segmenter", "9"])
     assert result.exit_code == 2 and "cannot promote" in result.output
+
+
+def test_quickstart_from_any_folder_registers_every_family(tmp_path: Path) -> None:
+    """The README's main job, run as a user runs it but outside the checkout and with a small budget:
+    data, KPI report and three registered models in ./mlflow.db of the folder it runs in."""
+    import os
+
+    from mlflow.tracking import MlflowClient
+
+    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "training.cli", "quickstart", "--trials", "3", "--out", "out"],
+        capture_output=True, text=True, cwd=tmp_path, env=env, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert (tmp_path / "out" / "kpis" / "report.html").exists()
+    assert "mlflow ui --backend-store-uri sqlite:///mlflow.db" in " ".join(proc.stdout.split())
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=store, registry_uri=store)
+    for name in ("ecomlab-segmenter", "ecomlab-forecaster", "ecomlab-recommender"):
+        versions = client.search_model_versions(f"name='{name}'")
+        assert [str(v.version) for v in versions] == ["1"], name
+        assert str(client.get_model_version_by_alias(name, "champion").version) == "1", name

@@ -368,7 +368,7 @@ def quickstart(
     started = time.perf_counter()
     data_dir = out / "data"
     with user_errors():
-        source = load_source_config(Path("configs/data/synthetic.yaml"))
+        source = load_source_config(shipped_config("configs/data/synthetic.yaml"))
     with console.status("generating the default data set"):
         synthetic.generate(**source.synthetic).write(data_dir)
     with user_errors():
@@ -379,7 +379,7 @@ def quickstart(
     for path in [p.strip() for p in jobs.split(",") if p.strip()]:
         overrides = [f"tuning.n_trials={trials}"] if trials else []
         with user_errors():
-            job, model_cfg = load_job_config(Path(path), overrides)
+            job, model_cfg = load_job_config(shipped_config(path), overrides)
         if run_train(job, model_cfg) is None:
             failed.append(path)
     console.rule("[bold]done")
@@ -392,6 +392,16 @@ def quickstart(
     if failed:
         err.print(f"[bold red]failed jobs:[/] {', '.join(failed)}")
         raise typer.Exit(EXIT_FAILED)
+
+
+def shipped_config(path: str) -> Path:
+    """A config path as given; a relative one missing from the working directory is looked up in
+    the source checkout ecomlab runs from, so `ecomlab quickstart` works from any folder."""
+    given = Path(path)
+    if given.is_absolute() or given.exists():
+        return given
+    shipped = Path(__file__).resolve().parents[1] / given
+    return shipped if shipped.exists() else given
 
 
 def ui_store_uri() -> str:
