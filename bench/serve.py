@@ -9,8 +9,7 @@ server share the machine's cores, so a heavy client would understate the server)
 
     uv run python bench/serve.py --store DIR [--requests 2000] [--duration 20] [--levels 1,10,100]
 
-DIR holds mlflow.db (and mlartifacts/) from `ecomlab quickstart` run in the repo (`--store .`), or from
-`MLFLOW_TRACKING_URI=sqlite:///DIR/mlflow.db ecomlab quickstart`.
+DIR holds mlflow.db (and mlartifacts/) from `ecomlab quickstart` run in DIR.
 """
 
 import argparse
