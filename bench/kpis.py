@@ -38,7 +38,7 @@ from features import synthetic  # noqa: E402
 from features.kpis import headline, kpi_report  # noqa: E402
 from features.kpis.rfm import SEGMENT_GRID  # noqa: E402
 
-LINES_PER_CUSTOMER = 53  # the default shop: ~265k lines for 5,000 customers
+LINES_PER_CUSTOMER = 62  # the default shop: ~309k lines for 5,000 customers
 CHURN_DAYS, DEMAND_DAYS, HIGH_VALUE = 90, 28, 0.2
 
 
