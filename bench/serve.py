@@ -17,7 +17,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -33,6 +32,8 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+from tests.service_harness import free_port, wait_until_up  # noqa: E402  (the tests start servers the same way)
+
 QUIET = {"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true", "BENTOML_DO_NOT_TRACK": "true"}
 os.environ.update(QUIET)
 
@@ -62,34 +63,14 @@ class Server:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait(timeout=10)
 
-    def tail(self, lines: int = 30) -> str:
-        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 def launch(name: str, argv: list[str], env: dict[str, str], work: Path, ready_path: str, port: int) -> Server:
     log = work / f"{name}.log"
     process = subprocess.Popen(argv, cwd=REPO, env={**os.environ, **QUIET, **env}, stdout=log.open("w"),
                                stderr=subprocess.STDOUT, start_new_session=True)
     server = Server(name, f"http://127.0.0.1:{port}", process, log)
-    deadline = time.time() + 180
-    while True:
-        if process.poll() is not None:
-            raise RuntimeError(f"{name} exited with {process.returncode}:\n{server.tail()}")
-        try:
-            if httpx.get(server.url + ready_path, timeout=2).status_code == 200:
-                return server
-        except httpx.HTTPError:
-            pass
-        if time.time() > deadline:
-            server.stop()
-            raise RuntimeError(f"{name} not ready in 180 s:\n{server.tail()}")
-        time.sleep(0.5)
+    wait_until_up(name, process, server.url + ready_path, 180, log, server.stop)
+    return server
 
 
 def serve_config(work: Path, workers: int) -> Path:

@@ -172,20 +172,21 @@ def _default_uri() -> str:
     return f"sqlite:///{(Path.cwd() / 'mlflow.db').resolve()}"
 
 
+def _credentials(uri: str) -> str:
+    """The user-info part of a URI (`user:password` in scheme://user:password@host), or ''."""
+    return uri.split("://", 1)[1].split("@", 1)[0] if "@" in uri and "://" in uri else ""
+
+
 def redact(uri: str) -> str:
     """A tracking URI without credentials."""
-    if "@" in uri and "://" in uri:
-        scheme, rest = uri.split("://", 1)
-        return f"{scheme}://***@{rest.split('@', 1)[1]}"
-    return uri
+    secret = _credentials(uri)
+    return uri.replace(f"://{secret}@", "://***@", 1) if secret else uri
 
 
 def _scrub(text: str, uri: str) -> str:
     """An error message without the credentials of the tracking URI (it is shown on /readyz and /models)."""
-    if "@" in uri and "://" in uri:
-        secret = uri.split("://", 1)[1].split("@", 1)[0]
-        text = text.replace(secret, "***") if secret else text
-    return text
+    secret = _credentials(uri)
+    return text.replace(secret, "***") if secret else text
 
 
 def _is_unreachable(exc: Exception) -> bool:

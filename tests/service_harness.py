@@ -65,19 +65,24 @@ def start(folder: Path, config: Path, tracking_uri: str, env: dict[str, str] | N
         cwd=REPO, env=full_env, stdout=log.open("w"), stderr=subprocess.STDOUT,
     )
     server = Server(f"http://127.0.0.1:{port}", process, log)
-    deadline = time.time() + 120
-    path = "/readyz" if wait_ready else "/healthz"
+    wait_until_up("bentoml serve", process, server.url + ("/readyz" if wait_ready else "/healthz"), 120, log, server.stop)
+    return server
+
+
+def wait_until_up(what: str, process: subprocess.Popen, url: str, timeout: float, log: Path, stop) -> None:
+    """Poll `url` until it answers 200. If the process exits or `timeout` seconds pass first, `stop()`
+    it and raise RuntimeError with the tail of its log."""
+    deadline = time.time() + timeout
     while True:
-        if process.poll() is not None:
-            raise RuntimeError(f"bentoml serve exited with {process.returncode}:\n{server.tail()}")
         try:
-            if httpx.get(server.url + path, timeout=2).status_code == 200:
-                return server
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
         except httpx.HTTPError:
             pass
-        if time.time() > deadline:
-            server.stop()
-            raise RuntimeError(f"service not {'ready' if wait_ready else 'alive'} in 120 s:\n{server.tail()}")
+        if process.poll() is not None or time.time() > deadline:
+            stop()
+            tail = "\n".join(log.read_text(errors="replace").splitlines()[-40:])
+            raise RuntimeError(f"{what}: no 200 from {url} within {timeout:.0f} s (exit code {process.returncode}):\n{tail}")
         time.sleep(0.5)
 
 
@@ -118,15 +123,5 @@ def start_mlflow_server(folder: Path, backend_uri: str, port: int | None = None,
         env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", "MLFLOW_DISABLE_TELEMETRY": "true"},
     )
     server = MlflowServer(f"http://127.0.0.1:{port}", port, process, log)
-    deadline = time.time() + timeout
-    while True:
-        try:
-            if httpx.get(server.url + "/health", timeout=2).status_code == 200:
-                return server
-        except httpx.HTTPError:
-            pass
-        if process.poll() is not None or time.time() > deadline:
-            server.stop()
-            tail = "\n".join(log.read_text(errors="replace").splitlines()[-20:])
-            raise RuntimeError(f"mlflow server not up on port {port} within {timeout:.0f} s (exit {process.returncode}):\n{tail}")
-        time.sleep(0.5)
+    wait_until_up("mlflow server", process, server.url + "/health", timeout, log, server.stop)
+    return server

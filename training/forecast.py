@@ -220,11 +220,7 @@ class SeriesModel:
 
     def forecast(self, horizon: int, levels: list[int], user_exog: pd.DataFrame | None = None) -> pd.DataFrame:
         """step, ds, yhat and lo_/hi_ bounds for each level."""
-        starts, mean, bounds = self.forecast_arrays(horizon, levels, user_exog)
-        out = pd.DataFrame({"step": np.arange(1, horizon + 1), "ds": starts, "yhat": mean})
-        for level in levels:
-            out[f"lo_{level}"], out[f"hi_{level}"] = bounds[level]
-        return out
+        return forecast_frame(*self.forecast_arrays(horizon, levels, user_exog))
 
     def forecast_arrays(
         self, horizon: int, levels: list[int], user_exog: pd.DataFrame | None = None
@@ -236,11 +232,7 @@ class SeriesModel:
         if self.design.user:  # the caller's future regressor values: computed per request
             return starts, *self._sarimax(starts, horizon, levels, user_exog)
         mean, se = self._known_path(horizon)
-        bounds = {}
-        for level in levels:
-            half = NormalDist().inv_cdf(0.5 + level / 200) * se
-            bounds[level] = (mean - half, mean + half)
-        return starts, mean, bounds
+        return starts, mean, normal_bounds(mean, se, levels)
 
     def _known_path(self, horizon: int) -> tuple[np.ndarray, np.ndarray]:
         """Point forecasts and standard errors of steps 1..horizon when every regressor is known ahead.
@@ -299,11 +291,24 @@ def naive_forecast(
     else:
         raise ValueError(f"unknown naive method {method!r}; known: {NAIVE_METHODS}")
     mean = mean.astype("float64")
+    return mean, normal_bounds(mean, sigma * spread, levels)
+
+
+def normal_bounds(mean: np.ndarray, se: np.ndarray, levels: list[int]) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """(lower, upper) of the central normal interval at each level, from point forecasts and their spread."""
     bounds = {}
     for level in levels:
-        half = NormalDist().inv_cdf(0.5 + level / 200) * sigma * spread
+        half = NormalDist().inv_cdf(0.5 + level / 200) * se
         bounds[level] = (mean - half, mean + half)
-    return mean, bounds
+    return bounds
+
+
+def forecast_frame(starts: pd.DatetimeIndex, mean: np.ndarray, bounds: dict[int, tuple[np.ndarray, np.ndarray]]) -> pd.DataFrame:
+    """step, ds, yhat and lo_/hi_ columns per level, from `SeriesModel.forecast_arrays`."""
+    out = pd.DataFrame({"step": np.arange(1, len(mean) + 1), "ds": starts, "yhat": mean})
+    for level, (lo, hi) in bounds.items():
+        out[f"lo_{level}"], out[f"hi_{level}"] = lo, hi
+    return out
 
 
 @dataclass
@@ -340,11 +345,8 @@ class Forecaster:
         return model, *model.forecast_arrays(horizon, levels, user)
 
     def forecast(self, series_id: str, horizon: int, levels: list[int] | None = None, exog: Any = None) -> pd.DataFrame:
-        model = self.model(series_id)
-        horizon = check_horizon(horizon)
-        levels = check_levels(self.levels if levels is None else levels)
-        user = parse_exog(exog, model.design.user, horizon, series_id)
-        out = model.forecast(horizon, levels, user)
+        model, *arrays = self.forecast_arrays(series_id, horizon, levels, exog)
+        out = forecast_frame(*arrays)
         out.insert(0, "series_id", series_id)
         out.insert(4, "model", model.method)
         return out
