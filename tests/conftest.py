@@ -8,27 +8,14 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.helpers import REPO, TOKEN, fresh_mlflow_db, shared_dataset
 from tests.service_harness import Server, start, write_serve_config
-
-REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO.parent / "shared" / "data"
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DO_NOT_TRACK", "true")
 os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
 os.environ.setdefault("BENTOML_HOME", str(REPO / ".bentoml"))
 os.environ.setdefault("MPLBACKEND", "Agg")
-
-
-def shared_dataset(name: str) -> Path:
-    """Path of a public data set in ../shared/data; skip where it is absent, fail under CI."""
-    path = SHARED_DATA / name
-    if path.exists():
-        return path
-    reason = f"public data set {name!r} not found at ../shared/data/{name} (beside the checkout)"
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"{reason}; under CI the real-data tests must run")
-    pytest.skip(reason)
 
 
 @pytest.fixture
@@ -47,17 +34,16 @@ def mlflow_template_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def fresh_mlflow_db(template: Path, folder: Path) -> str:
-    import shutil
-
-    shutil.copy(template, folder / "mlflow.db")
-    return f"sqlite:///{folder / 'mlflow.db'}"
+@pytest.fixture
+def tracking_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mlflow_template_db: Path) -> Path:
+    """MLflow tracking and registry in tmp_path (SQLite + local artifacts), the working directory there too."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", fresh_mlflow_db(mlflow_template_db, tmp_path))
+    return tmp_path
 
 
 # ---- the model service: a session registry with all three families, and one `bentoml serve` of it ----
 
-TOKEN = "s3cret-test-token"
-AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 @pytest.fixture(scope="session")
 def registry(tmp_path_factory: pytest.TempPathFactory, mlflow_template_db: Path) -> tuple[Path, str]:

@@ -5,13 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field, field_validator
 
-from features.config_io import ConfigError, apply_overrides, parse_model, read_yaml
+from features.config_io import ConfigError, Strict, apply_overrides, parse_model, read_yaml
+from serving.models.registry import FAMILIES
 
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class Tuning(Strict):
@@ -30,7 +28,7 @@ class Registry(Strict):
 
 class JobConfig(Strict):
     job: str
-    family: Literal["segmenter", "forecaster", "recommender"]
+    family: str = Field(description="a model family of serving.models.registry.FAMILIES")
     data: str = Field(description="a data source config, relative to this file or the working directory")
     experiment: str
     tracking_uri: str | None = None
@@ -39,6 +37,14 @@ class JobConfig(Strict):
     kpi_context: bool = True
     model: dict[str, Any] = Field(default_factory=dict)
     source_file: str = ""
+
+    @field_validator("family")
+    @classmethod
+    def _known_family(cls, v: str) -> str:
+        """The one family registry decides which names are valid (read at validation time)."""
+        if v not in FAMILIES:
+            raise ValueError(f"unknown model family {v!r}; known: {sorted(FAMILIES)}")
+        return v
 
     def data_path(self) -> Path:
         """The data config: relative to the job config's folder first, then to the working directory."""

@@ -1,13 +1,14 @@
-"""A training job, start to end: config -> data -> features -> study -> final fit -> MLflow -> registry.
+"""A training job, start to end: config -> data -> features -> study -> candidate -> MLflow -> registry.
 
-The registry decision lives here once for every family: the new version becomes `champion` only if
-it beats the baseline and the current champion on the same evaluation data; otherwise `challenger`.
+Every number the registry decision uses comes from the family's one `score`, on the split's `test`
+data, which no fit, trial or selection has seen: the baseline (fitted on train), the candidate
+(the chosen parameters fitted on train) and the current champion. The CLI, the run's metrics and
+the version's tags all show these same numbers (`tracking.Decision`).
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,9 +19,10 @@ from features.contract import Loaded
 from features.sources import load
 from training import tracking
 from training.config import JobConfig, load_job_config, resolved_yaml
+from training.decision import Scores, decide
 from training.families import family_for
-from training.family import Evaluation
-from training.tuning import StudyResult, run_study
+from training.family import Evaluation, Split
+from training.tuning import StudyResult, TrialRuns, run_study
 
 log = logging.getLogger(__name__)
 
@@ -33,8 +35,9 @@ class JobResult:
     experiment: str
     tracking_uri: str
     best_params: dict[str, Any]
-    best: Evaluation
-    baseline: Evaluation
+    candidate: Evaluation  # the chosen parameters fitted on train, scored on test
+    baseline: Evaluation  # scored on the same test data
+    tuning_best: Evaluation  # the best trial on the tuning data (valid)
     objective_name: str
     direction: str
     n_trials: int
@@ -53,12 +56,16 @@ class Hooks:
     trial: Callable[[Any], None] | None = None
 
 
-def run_job(config: str | Path, overrides: list[str] | None = None, hooks: Hooks | None = None) -> JobResult:
+def run_job(
+    config: str | Path, overrides: list[str] | None = None, hooks: Hooks | None = None, replace_unloadable: bool = False
+) -> JobResult:
     job, model_cfg = load_job_config(config, overrides)
-    return run_loaded_job(job, model_cfg, hooks or Hooks())
+    return run_loaded_job(job, model_cfg, hooks or Hooks(), replace_unloadable)
 
 
-def run_loaded_job(job: JobConfig, model_cfg: Any, hooks: Hooks) -> JobResult:
+def run_loaded_job(job: JobConfig, model_cfg: Any, hooks: Hooks, replace_unloadable: bool = False) -> JobResult:
+    """`replace_unloadable`: a current champion that cannot be loaded or scored (e.g. registered by an
+    older layout) is replaced, and the decision says so; otherwise the new version is a challenger."""
     started = time.perf_counter()
     family = family_for(job.family)
     uri = tracking.setup(job.tracking_uri)
@@ -66,36 +73,40 @@ def run_loaded_job(job: JobConfig, model_cfg: Any, hooks: Hooks) -> JobResult:
     loaded = load(job.data_path())
     hooks.stage("building features")
     feats = family.features(loaded, model_cfg)
-    train, holdout = family.split(feats, model_cfg)
+    split: Split = family.split(feats, model_cfg)
     tags = {"ecomlab.job": job.job, "ecomlab.family": job.family, "ecomlab.data": loaded.name}
     with tracking.parent_run(job.experiment, f"{job.job}-{time.strftime('%Y%m%d-%H%M%S')}", tags) as run_id:
         _log_context(job, model_cfg, loaded, hooks)
         hooks.stage("scoring the baseline")
-        baseline = family.baseline(train, holdout, model_cfg)
-        tracking.log_metrics({family.objective_name: baseline.objective, **baseline.metrics}, prefix="baseline_")
+        baseline = family.score(family.baseline(split.train, model_cfg), split.test, model_cfg)
         hooks.stage("tuning")
-        experiment_id = tracking.experiment_of(run_id)
-        study = run_study(
-            family, model_cfg, train, holdout, job.tuning, run_id, experiment_id,
-            study_name=f"{job.experiment}-{job.job}", on_trial=hooks.trial,
-        )
-        params = _final_params(family, study, model_cfg)
-        _log_study(family, study, params)
-        hooks.stage("fitting the final model")
-        fitted = family.fit(feats, params, model_cfg)
-        figures, tables, extra = family.report(fitted, feats, model_cfg)
-        tracking.log_figures(figures)
-        tracking.log_tables(tables)
-        tracking.log_metrics(extra)
+        runs = TrialRuns(run_id, tracking.experiment_of(run_id))
+        study = run_study(family, model_cfg, split.train, split.valid, job.tuning,
+                          f"{job.experiment}-{job.job}", runs, hooks.trial)
+        params = family.select(study.trials, study.best_params, model_cfg)
+        hooks.stage("scoring the candidate on the evaluation data")
+        fitted = family.fit(split.train, params, model_cfg)
+        model = family.servable(fitted, model_cfg)
+        candidate = family.score(model, split.test, model_cfg)
+        _log_scores(family, study, params, candidate, baseline)
+        if family.refit_on_all_data:
+            hooks.stage("refitting on all the data")
+            fitted = family.fit(feats, params, model_cfg)
+            model = family.servable(fitted, model_cfg)
+        report = family.report(fitted, feats, model_cfg)
+        tracking.log_figures(report.figures)
+        tracking.log_tables(report.tables)
+        tracking.log_metrics(report.metrics)
         hooks.stage("logging and registering the model")
-        python_model, example_in, example_out = family.pyfunc(fitted, model_cfg)
-        logged = tracking.log_model(python_model, example_in, example_out)
-        decision = _register_and_decide(job, family, model_cfg, logged, holdout, study.best, baseline)
+        logged = tracking.log_model(model, *family.example(model, fitted, model_cfg))
+        scores = Scores(family.direction, family.objective_name, candidate.objective, baseline.objective)
+        decision = _register_and_decide(job, family, model_cfg, logged, split.test, scores, replace_unloadable)
     return JobResult(
         job=job.job, family=job.family, run_id=run_id, experiment=job.experiment, tracking_uri=uri,
-        best_params=params, best=study.best, baseline=baseline, objective_name=family.objective_name,
-        direction=family.direction, n_trials=study.n_complete + study.n_failed, n_failed=study.n_failed,
-        decision=decision, model_name=job.registry.model_name, seconds=time.perf_counter() - started,
+        best_params=params, candidate=candidate, baseline=baseline, tuning_best=study.best,
+        objective_name=family.objective_name, direction=family.direction,
+        n_trials=study.n_complete + study.n_failed, n_failed=study.n_failed, decision=decision,
+        model_name=job.registry.model_name, seconds=time.perf_counter() - started,
         accounting=loaded.accounting.as_dict(),
     )
 
@@ -121,18 +132,17 @@ def _log_kpis(loaded: Loaded) -> None:
     tracking.log_metrics({f"kpi_{k}": v for k, v in headline(report).items()})
 
 
-def _final_params(family: Any, study: StudyResult, model_cfg: Any) -> dict[str, Any]:
-    """The best trial's params, or the family's own choice across trials (e.g. per series)."""
-    select = getattr(family, "select", None)
-    return select(study.trials, study.best_params, model_cfg) if callable(select) else study.best_params
-
-
-def _log_study(family: Any, study: StudyResult, params: dict[str, Any]) -> None:
+def _log_scores(family: Any, study: StudyResult, params: dict[str, Any], candidate: Evaluation, baseline: Evaluation) -> None:
+    """`best_*`: the candidate on the evaluation data (the decision's number); `tuning_best_*`: the best trial."""
+    objective = family.objective_name
     tracking.log_params(params, prefix="best.")
-    tracking.log_metrics({family.objective_name: study.best.objective, **study.best.metrics}, prefix="best_")
+    tracking.log_metrics({objective: candidate.objective, **candidate.metrics}, prefix="best_")
+    tracking.log_metrics({objective: baseline.objective, **baseline.metrics}, prefix="baseline_")
+    tracking.log_metrics({objective: study.best.objective, **study.best.metrics}, prefix="tuning_best_")
     tracking.log_metrics({"trials_complete": study.n_complete, "trials_failed": study.n_failed})
-    if study.best.details is not None:
-        tracking.log_tables({"best_trial_details": study.best.details})
+    tables = {name: ev.details for name, ev in (("candidate_details", candidate), ("baseline_details", baseline))}
+    tracking.log_tables({k: v for k, v in tables.items() if v is not None})
+    tracking.log_losses({"candidate": candidate.losses, "baseline": baseline.losses})
     if study.study is not None:
         frame = study.study.trials_dataframe(attrs=("number", "value", "state", "duration", "params"))
         frame["duration"] = frame["duration"].dt.total_seconds()
@@ -140,44 +150,26 @@ def _log_study(family: Any, study: StudyResult, params: dict[str, Any]) -> None:
         tracking.log_tables({"trials": frame}, folder="tuning")
 
 
-def better(a: float, b: float, direction: str) -> bool:
-    if not math.isfinite(a):
-        return False
-    if not math.isfinite(b):
-        return True
-    return a > b if direction == "maximize" else a < b
-
-
 def _register_and_decide(
     job: JobConfig, family: Any, model_cfg: Any, logged: tracking.LoggedModel,
-    holdout: Any, best: Evaluation, baseline: Evaluation,
+    test: Any, scores: Scores, replace_unloadable: bool,
 ) -> tracking.Decision:
     name = job.registry.model_name
     incumbent = tracking.champion_version(name)
     version = tracking.register(logged, name)
-    candidate = family.score_model(tracking.load_registered(name, version), holdout, model_cfg)
-    champion_score = None
     if incumbent is not None:
         try:
-            champion_score = family.score_model(tracking.load_registered(name, incumbent), holdout, model_cfg)
-        except Exception as exc:  # a champion that cannot be loaded or scored is reported, not fatal
-            log.warning("current champion %s v%s could not be scored: %s", name, incumbent, exc)
-            champion_score = float("nan")
-    alias, reason = _decide(family.direction, best.objective, baseline.objective, candidate, champion_score, job)
-    decision = tracking.Decision(version, alias, reason, candidate, champion_score, incumbent, baseline.objective)
+            champion = tracking.load_registered(name, incumbent, family.name)
+            scores.champion = family.score(champion, test, model_cfg).objective
+        except Exception as exc:  # any failure to load or score it is reported, never a silent replacement
+            scores.champion_error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:500]
+            log.warning("current champion %s v%s could not be loaded or scored: %s", name, incumbent, scores.champion_error)
+    alias, reason = decide(scores, promote=job.registry.promote, replace_unloadable=replace_unloadable)
+    decision = tracking.Decision(
+        version, alias, reason, scores.candidate, scores.champion, incumbent, scores.baseline,
+        champion_error=scores.champion_error, objective=scores.objective, refit_on_all_data=family.refit_on_all_data,
+    )
     tracking.record_decision(name, decision)
+    if scores.champion is not None:
+        tracking.log_metrics({scores.objective: scores.champion}, prefix="champion_")
     return decision
-
-
-def _decide(direction, best_obj, baseline_obj, candidate, champion, job) -> tuple[str, str]:
-    if job.registry.promote == "never":
-        return tracking.CHALLENGER, "promotion disabled in the config (registry.promote: never)"
-    if not better(best_obj, baseline_obj, direction):
-        return tracking.CHALLENGER, f"does not beat the baseline ({best_obj:.4g} vs baseline {baseline_obj:.4g})"
-    if champion is None:
-        return tracking.CHAMPION, f"beats the baseline ({best_obj:.4g} vs {baseline_obj:.4g}); no champion yet"
-    if not math.isfinite(champion):
-        return tracking.CHAMPION, "beats the baseline; the current champion could not be scored"
-    if better(candidate, champion, direction):
-        return tracking.CHAMPION, f"beats the champion on the same evaluation data ({candidate:.4g} vs {champion:.4g})"
-    return tracking.CHALLENGER, f"does not beat the champion on the same evaluation data ({candidate:.4g} vs {champion:.4g})"

@@ -1,0 +1,106 @@
+"""The model registry: versions, aliases, the decision's tags, listing and manual promotion."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import mlflow
+import pandas as pd
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from serving.models.registry import unwrap
+from training.decision import CHAMPION
+from training.tracking.artifacts import LoggedModel, set_tags
+
+
+@dataclass
+class Decision:
+    version: str
+    alias: str
+    reason: str
+    candidate_score: float
+    champion_score: float | None
+    champion_version: str | None
+    baseline_score: float
+    champion_error: str | None = None  # the current champion could not be loaded or scored
+    objective: str = ""
+    refit_on_all_data: bool = False
+
+
+def register(model: LoggedModel, name: str) -> str:
+    version = mlflow.register_model(model.uri, name, await_registration_for=60)
+    return str(version.version)
+
+
+def champion_version(name: str) -> str | None:
+    try:
+        return str(MlflowClient().get_model_version_by_alias(name, CHAMPION).version)
+    except MlflowException:
+        return None
+
+
+def load_registered(name: str, version: str, family: str) -> Any:
+    """The servable model of a registered version, checked against its family's Protocol."""
+    return unwrap(mlflow.pyfunc.load_model(f"models:/{name}/{version}"), family)
+
+
+def set_alias(name: str, version: str, alias: str) -> None:
+    MlflowClient().set_registered_model_alias(name, alias, version)
+
+
+def tag_version(name: str, version: str, tags: dict[str, Any]) -> None:
+    client = MlflowClient()
+    for k, v in tags.items():
+        client.set_model_version_tag(name, version, k, str(v))
+
+
+def record_decision(name: str, decision: Decision) -> None:
+    """Alias the version, and log the decision and the scores on the version and the parent run."""
+    set_alias(name, decision.version, decision.alias)
+    tags = {
+        "ecomlab.decision": decision.alias,
+        "ecomlab.decision_reason": decision.reason,
+        "ecomlab.candidate_score": decision.candidate_score,
+        "ecomlab.champion_score": "" if decision.champion_score is None else decision.champion_score,
+        "ecomlab.champion_version": decision.champion_version or "",
+        "ecomlab.baseline_score": decision.baseline_score,
+        "ecomlab.objective": decision.objective,
+        "ecomlab.refit_on_all_data": str(decision.refit_on_all_data).lower(),
+        "ecomlab.champion_error": decision.champion_error or "",
+    }
+    tag_version(name, decision.version, tags)
+    set_tags({**tags, "ecomlab.registered_version": decision.version})
+
+
+def list_models() -> list[dict[str, Any]]:
+    client = MlflowClient()
+    rows = []
+    for rm in client.search_registered_models():
+        for mv in client.search_model_versions(f"name='{rm.name}'"):
+            rows.append(
+                {
+                    "name": rm.name,
+                    "version": str(mv.version),
+                    "alias": ",".join(a for a, v in (rm.aliases or {}).items() if str(v) == str(mv.version)),
+                    "run_id": mv.run_id,
+                    "decision": mv.tags.get("ecomlab.decision", ""),
+                    "score": mv.tags.get("ecomlab.candidate_score", ""),
+                    "created": pd.Timestamp(mv.creation_timestamp, unit="ms").strftime("%Y-%m-%d %H:%M"),
+                }
+            )
+    return sorted(rows, key=lambda r: (r["name"], -int(r["version"])))
+
+
+def promote(name: str, version: str) -> None:
+    """Make `version` the champion by hand (people override the automatic decision)."""
+    client = MlflowClient()
+    client.get_model_version(name, version)  # raises a clear MlflowException if absent
+    client.set_registered_model_alias(name, CHAMPION, version)
+    client.set_model_version_tag(name, version, "ecomlab.decision", "champion (promoted by hand)")
+
+
+def run_metrics(run_id: str) -> dict[str, float]:
+    return dict(MlflowClient().get_run(run_id).data.metrics)
+
