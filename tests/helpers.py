@@ -29,3 +29,28 @@ def fresh_mlflow_db(template: Path, folder: Path) -> str:
     """A copy of the initialised template store in `folder`; its URI."""
     shutil.copy(template, folder / "mlflow.db")
     return f"sqlite:///{folder / 'mlflow.db'}"
+
+
+#: the shipped job config of each family, and the small changes that keep it quick on tiny data
+FAMILY_JOBS = {
+    "segmenter": ("segment.yaml", {"evaluation": {"stability_seeds": 1}, "search": {"n_init": [2]}}),
+    "forecaster": ("forecast.yaml", {}),
+    "recommender": ("recommend.yaml", {}),
+}
+
+
+def tiny_job(family: str, folder: Path, n_customers: int = 300, weeks: int = 80) -> Path:
+    """A job config of `family` on a small seeded synthetic shop, written to `folder`."""
+    import yaml
+
+    data = {"name": "tiny-synthetic", "format": "synthetic", "synthetic": {"n_customers": n_customers, "weeks": weeks, "seed": 7}}
+    (folder / "data.yaml").write_text(yaml.safe_dump(data))
+    file, model = FAMILY_JOBS[family]
+    job = yaml.safe_load((REPO / "configs" / file).read_text())
+    job.update(data="data.yaml", experiment=f"tiny-{family}", kpi_context=False)
+    job["tuning"]["n_trials"] = 2
+    for section, values in model.items():
+        job.setdefault("model", {}).setdefault(section, {}).update(values)
+    path = folder / f"{family}.yaml"
+    path.write_text(yaml.safe_dump(job))
+    return path
