@@ -175,7 +175,7 @@ def build(key: str, n_synth: int, npz: str) -> None:
 
 
 def latency(k: int = 5, repeats: int = 20) -> None:
-    """Child: fit the recommender on 80% of UCI invoices, time the served model on held-out baskets."""
+    """Child: fit the recommender on the train part of UCI invoices, time the served model on the test baskets."""
     import pickle
     import statistics
 
@@ -188,19 +188,19 @@ def latency(k: int = 5, repeats: int = 20) -> None:
 
     family, cfg = RecommenderFamily(), RulesConfig()
     baskets = build_baskets(load(REPO / "configs" / "data" / "uci_online_retail.yaml").lines)
-    train, holdout = family.split(baskets, cfg)
+    split = family.split(baskets, cfg)
     out = {}
     for params in ({"min_support": 0.005, "min_confidence": 0.1, "min_lift": 1.0, "max_len": 3},
                    {"min_support": 0.003, "min_confidence": 0.05, "min_lift": 1.0, "max_len": 4}):
         started = time.perf_counter()
-        fitted = family.fit(train, params, cfg)
+        fitted = family.fit(split.train, params, cfg)
         fit_s = time.perf_counter() - started
-        model, _, _ = family.pyfunc(fitted, cfg)
+        model = family.servable(fitted, cfg)
         blob = pickle.dumps(model)
         started = time.perf_counter()
         model = pickle.loads(blob)
         load_s = time.perf_counter() - started
-        lists = holdout.as_lists()
+        lists = split.test.baskets  # held-out baskets without their hidden item
         row = {"rules": len(fitted.rules), "fit_s": fit_s, "pickle_mib": len(blob) / 2**20, "unpickle_ms": load_s * 1e3}
         for size in (1, 100, 1000):
             frame = pd.DataFrame({"items": lists[:size]})
@@ -212,8 +212,8 @@ def latency(k: int = 5, repeats: int = 20) -> None:
             row[f"predict_{size}_ms"] = statistics.median(times) * 1e3
         row["mean_basket"] = float(np.mean([len(x) for x in lists[:100]]))
         started = time.perf_counter()
-        row["hit_rate_at_k"] = family.evaluate(train, holdout, params, cfg).objective
-        row["evaluate_s"] = time.perf_counter() - started
+        row["hit_rate_at_k"] = family.score(model, split.test, cfg).objective
+        row["score_s"] = time.perf_counter() - started
         out[json.dumps(params)] = row
     print(json.dumps(out))
 
@@ -363,14 +363,14 @@ def main() -> None:
 
 
 def print_latency() -> None:
-    """The served recommender on UCI invoices (80% train, held-out baskets as requests)."""
+    """The served recommender on UCI invoices (the family's train split; test baskets as requests)."""
     done = subprocess.run([sys.executable, __file__, "--latency"], capture_output=True, text=True, check=True)
     print("\nserved recommender (RulesModel.predict, UCI invoices, k=5, median of 20 calls):")
     for params, row in json.loads(done.stdout.strip().splitlines()[-1]).items():
         print(f"  {params}")
         print(f"    {row['rules']:,} rules, fit {row['fit_s']:.1f} s, model pickle {row['pickle_mib']:.1f} MiB, "
               f"unpickle {row['unpickle_ms']:.0f} ms, hit rate@5 {row['hit_rate_at_k']:.3f} "
-              f"(evaluate {row['evaluate_s']:.1f} s)")
+              f"(score {row['score_s']:.1f} s)")
         print(f"    predict: 1 basket {row['predict_1_ms']:.1f} ms, 100 baskets {row['predict_100_ms']:.1f} ms, "
               f"1000 baskets {row['predict_1000_ms']:.0f} ms (mean basket {row['mean_basket']:.1f} items)")
 

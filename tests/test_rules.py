@@ -1,9 +1,11 @@
-"""Rule miner and recommender: exact against brute force, engines agree, behaviour, evaluation, pyfunc, family."""
+"""Rule miner and recommender: exact against brute force, engines agree, behaviour, THE score, pyfunc, family."""
 
 from __future__ import annotations
 
+import pickle
 from itertools import combinations
 
+import cloudpickle
 import numpy as np
 import optuna
 import pandas as pd
@@ -11,9 +13,14 @@ import pytest
 import scipy.sparse as sp
 from pydantic import ValidationError
 
-import training.rules_pyfunc as rp
+import serving.models.rule_ranking as ranking
 from features.baskets import Baskets, build_baskets
 from features.contract import Accounting, Loaded, Quarantine
+from serving.models.base import RecommenderModel
+from serving.models.recommender import PopularityModel, RulesModel
+from serving.models.registry import servable, unwrap
+from serving.models.rule_ranking import PopularityRecommender, RuleRecommender
+from training.family import Report, Split, TrialResult
 from training.rules import (
     RecommenderFamily,
     RulesConfig,
@@ -22,15 +29,11 @@ from training.rules import (
     min_count_for,
     mine_itemsets,
     rules_from_itemsets,
-    score_popularity,
-    score_pyfunc,
-    score_recommender,
 )
-from training.rules_pyfunc import PopularityRecommender, RuleRecommender, RulesModel
 
 ENGINES = ["pyfim", "mlxtend-fpgrowth", "mlxtend-hmine", "mlxtend-apriori"]
 PARAMS = {"min_support": 0.02, "min_confidence": 0.3, "min_lift": 1.0, "max_len": 3}
-CFG = RulesConfig(evaluation={"k": 3, "test_fraction": 0.25, "seed": 5})
+CFG = RulesConfig(evaluation={"k": 3, "test_fraction": 0.25, "valid_fraction": 0.2, "seed": 5})
 
 
 def baskets_of(lists: list[list[str]]) -> Baskets:
@@ -171,42 +174,48 @@ def hand_recommender(fill: str = "none") -> RuleRecommender:
                            np.array(lift), np.array(supp), fill=fill)
 
 
+def recommend(ranker: RuleRecommender, baskets: list[list[str]], k: int):
+    return RulesModel(ranker, k).recommend(baskets, [k] * len(baskets))
+
+
 def test_ranking_score_and_tie_breaks_are_documented_and_deterministic():
     rec = hand_recommender()
-    out = rec.recommend([["x"]], k=10)
+    out = recommend(rec, [["x"]], k=10)[0]
     # all conf 0.5: c has the highest lift; b beats a and d on support; a beats d on label
-    assert out["items"][0] == ["c", "b", "a", "d"]
-    assert out["scores"][0] == [0.5, 0.5, 0.5, 0.5]
-    both = rec.recommend([["x", "y"]], k=10)
+    assert out.items == ["c", "b", "a", "d"]
+    assert out.scores == [0.5, 0.5, 0.5, 0.5]
+    both = recommend(rec, [["x", "y"]], k=10)[0]
     # e fires only with x and y (conf 0.9); a has two rules: score = max confidence, rules best first
-    assert both["items"][0] == ["e", "c", "b", "a", "d"]
-    assert both["rules"][0][0] == ["x & y -> e"]
-    assert both["rules"][0][3] == ["x -> a", "y -> a"]
+    assert both.items == ["e", "c", "b", "a", "d"]
+    assert both.rules[0] == ["x & y -> e"]
+    assert both.rules[3] == ["x -> a", "y -> a"]
     order = np.random.default_rng(0).permutation(rec.n_rules)
     shuffled = RuleRecommender(rec.items, rec.popularity.counts, 100, rec.antecedents[order], rec.consequents[order],
                                rec.confidence[order], rec.lift[order], rec.support[order])
-    assert shuffled.recommend([["x", "y"]], k=10)["items"][0] == both["items"][0]
+    assert recommend(shuffled, [["x", "y"]], k=10)[0].items == both.items
 
 
 def test_basket_items_never_recommended_and_unknown_items_reported():
-    rec = hand_recommender()
-    out = rec.recommend([["y", "a"], ["x", "c", "nope", "nope", "zzz"], ["nope"], []], k=10)
-    assert out["items"][0] == ["x"]  # y -> a and y -> x fire; a is already in the basket
-    assert out["items"][1] == ["b", "a", "d"] and out["unknown_items"][1] == ["nope", "zzz"]
-    assert out["items"][2] == [] and out["unknown_items"][2] == ["nope"]
-    assert out["items"][3] == [] and out["unknown_items"][3] == []
+    out = recommend(hand_recommender(), [["y", "a"], ["x", "c", "nope", "nope", "zzz"], ["nope"], []], k=10)
+    assert out[0].items == ["x"]  # y -> a and y -> x fire; a is already in the basket
+    assert out[1].items == ["b", "a", "d"] and out[1].unknown_items == ["nope", "zzz"]
+    assert out[2].items == [] and out[2].unknown_items == ["nope"]
+    assert out[3].items == [] and out[3].unknown_items == []
 
 
 def test_popularity_fill_and_popularity_baseline():
-    rec = hand_recommender(fill="popular")
-    out = rec.recommend([["x"], ["d"]], k=6)
-    assert out["items"][0] == ["c", "b", "a", "d", "e", "y"]  # popular fill after the rules: x is in the basket
-    assert out["scores"][0][4:] == [0.0, 0.0] and out["rules"][0][4:] == [[], []]
-    assert out["items"][1] == ["x", "a", "b", "c", "e", "y"]  # no rule fires: popularity only, count order
+    out = recommend(hand_recommender(fill="popular"), [["x"], ["d"]], k=6)
+    assert out[0].items == ["c", "b", "a", "d", "e", "y"]  # popular fill after the rules: x is in the basket
+    assert out[0].scores[4:] == [0.0, 0.0] and out[0].rules[4:] == [[], []]
+    assert out[1].items == ["x", "a", "b", "c", "e", "y"]  # no rule fires: popularity only, count order
     pop = PopularityRecommender(np.array(["a", "b", "c", "d"], dtype=object), np.array([5, 9, 9, 0]), 10)
     ranked = pop.rank(sp.csr_matrix(np.array([[0, 1, 0, 0], [0, 0, 0, 0]])), k=3)
     assert ranked.codes.tolist() == [[2, 0, -1], [1, 2, 0]]  # ties by label; unseen d never recommended
     assert ranked.scores[1].tolist() == [0.9, 0.9, 0.5]
+    model = PopularityModel(pop, 3)
+    got = model.recommend([["b"], [], ["d", "a"]], [3, 2, 3])
+    assert [r.items for r in got] == [["c", "a"], ["b", "c"], ["b", "c"]]
+    assert got[2].unknown_items == ["d"] and got[0].rules == [[], []] and got[1].scores == [0.9, 0.9]
 
 
 def test_every_rule_fires_on_its_antecedent_and_chunking_changes_nothing(monkeypatch):
@@ -216,20 +225,33 @@ def test_every_rule_fires_on_its_antecedent_and_chunking_changes_nothing(monkeyp
     rec, rules = fitted.recommender, fitted.rules
     assert len(rules) > 50
     antecedents = [[str(b.items[i]) for i in rules.antecedent(r)] for r in range(len(rules))]
-    out = rec.recommend(antecedents, k=b.n_items)
-    for r, (ante, items) in enumerate(zip(antecedents, out["items"])):
-        assert str(b.items[rules.consequents[r]]) in items
-        assert not set(ante) & set(items)
+    out = RulesModel(rec, 5, max_k=b.n_items).recommend(antecedents, [b.n_items] * len(antecedents))
+    for r, (ante, got) in enumerate(zip(antecedents, out)):
+        assert str(b.items[rules.consequents[r]]) in got.items
+        assert not set(ante) & set(got.items)
     whole = rec.rank(b.matrix, 4)
-    monkeypatch.setattr(rp, "PAIRS_PER_CHUNK", 7)
-    monkeypatch.setattr(rp, "MAX_CHUNK", 3)
+    monkeypatch.setattr(ranking, "PAIRS_PER_CHUNK", 7)
+    monkeypatch.setattr(ranking, "MAX_CHUNK", 3)
     pieces = rec.rank(b.matrix, 4)
     np.testing.assert_array_equal(whole.codes, pieces.codes)
     np.testing.assert_array_equal(whole.scores, pieces.scores)
     assert all(set(b.matrix[i].indices).isdisjoint(whole.codes[i]) for i in range(b.n_baskets))
 
 
-# ---- evaluation ----
+def test_recommend_takes_one_k_per_basket_and_names_bad_input():
+    model = RulesModel(hand_recommender(), 10)
+    assert isinstance(model, RecommenderModel) and servable(model, "recommender") is model
+    out = model.recommend([["x"], ["x"]], [2, 4])
+    assert out[0].items == ["c", "b"] and out[1].items == ["c", "b", "a", "d"] and len(out[0].rules) == 2
+    with pytest.raises(ValueError, match="2 baskets but 1 values of k"):
+        model.recommend([["x"], ["y"]], [3])
+    with pytest.raises(ValueError, match="basket 1: 'k' must be between 1 and 100"):
+        model.recommend([["x"], ["y"]], [3, 0])
+    with pytest.raises(ValueError, match="basket 0: 'items' must be a list"):
+        model.recommend(["x"], [3])  # type: ignore[list-item]
+
+
+# ---- THE score ----
 
 
 def planted_lists(seed: int, n: int = 1500) -> list[list[str]]:
@@ -251,46 +273,95 @@ def planted_lists(seed: int, n: int = 1500) -> list[list[str]]:
 def planted():
     family = RecommenderFamily()
     feats = baskets_of(planted_lists(seed=8))
-    train, holdout = family.split(feats, CFG)
-    return family, feats, train, holdout
+    return family, feats, family.split(feats, CFG)
 
 
 def test_hide_one_is_seeded_and_hides_an_item_of_the_basket(planted):
-    _, _, _, holdout = planted
-    held = hide_one(holdout, seed=5)
-    again = hide_one(holdout, seed=5)
-    np.testing.assert_array_equal(held.hidden, again.hidden)
-    assert not np.array_equal(held.hidden, hide_one(holdout, seed=6).hidden)
-    eligible = np.flatnonzero(holdout.sizes() >= 2)
-    assert held.skipped == holdout.n_baskets - len(eligible)
-    for row, (basket, hidden) in enumerate(zip(eligible, held.hidden)):
-        original = set(holdout.matrix[basket].indices)
-        rest = set(held.rest[row].indices)
-        assert hidden in original and rest == original - {hidden}
+    _, feats, _ = planted
+    part = feats.subset(np.arange(0, feats.n_baskets, 3))
+    held = hide_one(part, seed=5)
+    np.testing.assert_array_equal(held.hidden, hide_one(part, seed=5).hidden)
+    assert not np.array_equal(held.hidden, hide_one(part, seed=6).hidden)
+    eligible = np.flatnonzero(part.sizes() >= 2)
+    assert held.skipped == part.n_baskets - len(eligible) and len(held) == len(eligible)
+    lists = part.as_lists()
+    for row, basket in enumerate(eligible):
+        assert held.ids[row] == part.ids[basket]
+        assert held.hidden[row] in lists[basket]
+        assert held.baskets[row] == [x for x in lists[basket] if x != held.hidden[row]]
+
+
+def test_split_is_seeded_three_way_and_disjoint(planted):
+    family, feats, split = planted
+    assert isinstance(split, Split)
+    n = feats.n_baskets
+    n_valid, n_test = round(0.2 * n), round(0.25 * n)
+    assert split.train.n_baskets == n - n_valid - n_test
+    assert len(split.valid) + split.valid.skipped == n_valid and len(split.test) + split.test.skipped == n_test
+    train, valid, test = set(split.train.ids), set(split.valid.ids), set(split.test.ids)
+    assert not (train & valid or train & test or valid & test)
+    again = family.split(feats, CFG)
+    assert list(again.test.ids) == list(split.test.ids) and list(again.valid.hidden) == list(split.valid.hidden)
+    with pytest.raises(ValidationError, match="must stay below 1"):
+        RulesConfig(evaluation={"test_fraction": 0.5, "valid_fraction": 0.5})
 
 
 def test_rules_beat_popularity_on_planted_pairs_and_metrics_are_reported(planted):
-    family, _, train, holdout = planted
-    ev = family.evaluate(train, holdout, PARAMS, CFG)
-    base = family.baseline(train, holdout, CFG)
-    assert set(ev.metrics) >= {"hit_rate_at_k", "coverage", "n_rules", "n_itemsets", "eval_baskets"}
+    family, _, split = planted
+    ev = family.evaluate(split.train, split.valid, PARAMS, CFG)
+    base = family.score(family.baseline(split.train, CFG), split.valid, CFG)
+    assert set(ev.metrics) >= {"hit_rate_at_k", "mrr_at_k", "coverage", "rule_coverage", "eval_baskets"}
     assert ev.objective == ev.metrics["hit_rate_at_k"]
     assert ev.objective > base.objective + 0.05
-    assert 0 < ev.metrics["coverage"] <= 1 and base.metrics["coverage"] == 1
-    assert ev.metrics["eval_baskets"] == base.metrics["eval_baskets"] > 300
+    assert 0 < ev.metrics["rule_coverage"] <= 1 and base.metrics["rule_coverage"] == 0 and base.metrics["coverage"] == 1
+    assert ev.metrics["eval_baskets"] == base.metrics["eval_baskets"] == len(split.valid) > 250
+    assert ev.metrics["mrr_at_k"] <= ev.objective
+    # paired per-basket losses: same baskets, same order
+    assert ev.losses["basket_id"].tolist() == base.losses["basket_id"].tolist() == list(split.valid.ids)
 
 
-def test_pyfunc_scores_like_the_code_path(planted):
-    _, _, train, holdout = planted
-    fitted = fit_rules(train, PARAMS, CFG)
-    model = RulesModel(fitted.recommender, CFG.evaluation.k)
+def test_losses_hold_one_row_per_basket_behind_the_objective(planted):
+    family, _, split = planted
+    ev = family.evaluate(split.train, split.test, PARAMS, CFG)
+    losses = ev.losses
+    assert list(losses.columns) == ["basket_id", "hidden_item", "hit", "rank"] and len(losses) == len(split.test)
+    assert set(losses["hit"]) <= {0, 1} and (losses["rank"].isna() == (losses["hit"] == 0)).all()
+    assert losses["rank"].dropna().between(1, CFG.evaluation.k).all()
+    assert ev.objective == pytest.approx(losses["hit"].mean())
+    assert ev.metrics["mrr_at_k"] == pytest.approx((1 / losses["rank"]).fillna(0).mean())
 
-    class Loaded_:
-        def predict(self, frame):
-            return model.predict(None, frame)
 
-    assert score_pyfunc(Loaded_(), holdout, CFG) == pytest.approx(score_recommender(fitted, holdout, CFG).objective)
-    assert score_popularity(train, holdout, CFG).objective > 0
+def test_evaluate_is_the_score_of_the_servable_fit(planted):
+    family, _, split = planted
+    ev = family.evaluate(split.train, split.valid, PARAMS, CFG)
+    model = family.servable(family.fit(split.train, PARAMS, CFG), CFG)
+    direct = family.score(model, split.valid, CFG)
+    assert ev.objective == direct.objective and ev.metrics == direct.metrics
+    pd.testing.assert_frame_equal(ev.losses, direct.losses)
+
+
+@pytest.mark.parametrize("dumps", [pickle.dumps, cloudpickle.dumps], ids=["pickle", "cloudpickle"])
+def test_score_is_the_same_after_a_pickle_round_trip(planted, dumps):
+    family, _, split = planted
+    for model in (family.servable(family.fit(split.train, PARAMS, CFG), CFG), family.baseline(split.train, CFG)):
+        before = family.score(model, split.test, CFG)
+        after = family.score(pickle.loads(dumps(model)), split.test, CFG)
+        assert after.objective == before.objective and after.metrics == before.metrics
+        pd.testing.assert_frame_equal(after.losses, before.losses)
+
+
+def test_the_popularity_baseline_is_a_servable_recommender_scored_by_the_same_function(planted):
+    family, _, split = planted
+    baseline = family.baseline(split.train, CFG)
+    assert isinstance(baseline, RecommenderModel) and servable(baseline, "recommender") is baseline
+    counts = dict(zip(split.train.items, split.train.item_counts()))
+    popular = sorted((label for label, c in counts.items() if c > 0), key=lambda x: (-counts[x], x))
+    k = CFG.evaluation.k
+    test = split.test
+    hits = [hidden in [x for x in popular if x not in rest][:k] for rest, hidden in zip(test.baskets, test.hidden)]
+    got = family.score(baseline, split.test, CFG)
+    assert got.losses["hit"].tolist() == [int(h) for h in hits]
+    assert got.objective == pytest.approx(np.mean(hits)) and got.objective > 0
 
 
 # ---- pyfunc ----
@@ -302,9 +373,10 @@ def test_pyfunc_round_trip(planted, tmp_path, monkeypatch):
     from mlflow.models import infer_signature
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
-    family, _, train, holdout = planted
-    fitted = family.fit(train, PARAMS, CFG)
-    model, example, expected = family.pyfunc(fitted, CFG)
+    family, _, split = planted
+    fitted = family.fit(split.train, PARAMS, CFG)
+    model = family.servable(fitted, CFG)
+    example, expected = family.example(model, fitted, CFG)
     assert list(expected.columns) == ["items", "scores", "rules", "unknown_items"]
     assert expected["unknown_items"][1] == ["(an item the model has not seen)"]
     mlflow.pyfunc.save_model(str(tmp_path / "model"), python_model=model, signature=infer_signature(example, expected),
@@ -319,13 +391,13 @@ def test_pyfunc_round_trip(planted, tmp_path, monkeypatch):
     assert got["unknown_items"][1] == ["ghost"] and got["items"][2] == []
     sized = loaded.predict(request.assign(k=[1.0, 2.0, np.nan]))["items"]
     assert [len(x) for x in sized] == [1, min(2, len(got["items"][1])), 0] and sized[1] == got["items"][1][:2]
-    candidate = family.evaluate(train, holdout, PARAMS, CFG)
-    assert family.score_model(loaded, holdout, CFG) == pytest.approx(candidate.objective)
+    champion = unwrap(loaded, "recommender")
+    assert family.score(champion, split.test, CFG).objective == family.score(model, split.test, CFG).objective
 
 
 def test_pyfunc_bad_input_names_the_problem(planted):
-    _, _, train, _ = planted
-    model = RulesModel(fit_rules(train, PARAMS, CFG).recommender, 3)
+    _, _, split = planted
+    model = RulesModel(fit_rules(split.train, PARAMS, CFG).recommender, 3)
     with pytest.raises(ValueError, match="column 'items'"):
         model.predict(None, pd.DataFrame({"basket": [["p1"]]}))
     with pytest.raises(ValueError, match="row 1: 'items' must be a list"):
@@ -342,10 +414,10 @@ def test_pyfunc_bad_input_names_the_problem(planted):
 
 
 def test_family_surface(planted):
-    family, feats, train, holdout = planted
+    family, _, split = planted
     assert (family.name, family.direction, family.objective_name) == ("recommender", "maximize", "hit_rate_at_k")
-    assert train.n_baskets + holdout.n_baskets == feats.n_baskets and holdout.n_baskets == round(0.25 * feats.n_baskets)
-    assert set(train.ids).isdisjoint(holdout.ids)
+    assert family.config_model is RulesConfig and family.refit_on_all_data is False
+    assert family.initial_trials(CFG) == []
     lines = pd.DataFrame({"order_id": ["o1", "o1", "o2"], "product_id": ["a", "b", "a"]}).astype("string")
     lines["returned"] = [False, False, False]
     loaded = Loaded(lines, Quarantine(), Accounting(3, 3, 0, 0))
@@ -354,20 +426,32 @@ def test_family_surface(planted):
         family.split(family.features(loaded, CFG), CFG)
 
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=1))
-    study.optimize(lambda t: family.evaluate(train, holdout, family.search_space(t, CFG), CFG).objective, n_trials=3)
+    objective = lambda t: family.evaluate(split.train, split.valid, family.search_space(t, CFG), CFG).objective  # noqa: E731
+    study.optimize(objective, n_trials=3)
     s = CFG.search
     for trial in study.trials:
         p = trial.params
         assert s.min_support.lo <= p["min_support"] <= s.min_support.hi and p["max_len"] in s.max_len
         assert s.min_confidence.lo <= p["min_confidence"] <= s.min_confidence.hi
+    trials = [TrialResult(t.params, family.evaluate(split.train, split.valid, t.params, CFG)) for t in study.trials]
+    assert family.select(trials, study.best_params, CFG) == study.best_params
 
+
+def test_report_is_pure(planted):
+    family, feats, _ = planted
     fitted = family.fit(feats, PARAMS, CFG)
-    figures, tables, metrics = family.report(fitted, feats, CFG)
-    assert set(figures) == {"rules_support_confidence", "rules_network"}
-    top = tables["top_rules_by_lift"]
+    model = family.servable(fitted, CFG)
+    before = model.predict(None, pd.DataFrame({"items": feats.as_lists()[:50]}))
+    rules_before = fitted.rules.frame(fitted.items)
+    report = family.report(fitted, feats, CFG)
+    assert isinstance(report, Report)
+    assert set(report.figures) == {"rules_support_confidence", "rules_network"}
+    top = report.tables["top_rules_by_lift"]
     assert len(top) == min(len(fitted.rules), CFG.report.table_rules)
     assert top["lift"].is_monotonic_decreasing and top.iloc[0]["lift"] > 5
-    assert metrics["n_rules"] == len(fitted.rules) and metrics["n_itemsets"] == fitted.n_itemsets
+    assert report.metrics["n_rules"] == len(fitted.rules) and report.metrics["n_itemsets"] == fitted.n_itemsets
+    pd.testing.assert_frame_equal(fitted.rules.frame(fitted.items), rules_before)
+    pd.testing.assert_frame_equal(model.predict(None, pd.DataFrame({"items": feats.as_lists()[:50]})), before)
 
 
 @pytest.mark.parametrize(
@@ -380,6 +464,8 @@ def test_family_surface(planted):
         ({"search": {"min_support": {"lo": 0, "hi": 0.01}}}, "min_support"),
         ({"search": {"max_len": [1, 2]}}, "max_len"),
         ({"evaluation": {"test_fraction": 1.5}}, "test_fraction"),
+        ({"evaluation": {"valid_fraction": 0}}, "valid_fraction"),
+        ({"evaluation": {"k": 20}, "max_k": 10}, "max_k"),
     ],
 )
 def test_config_errors_name_the_key(section: dict, message: str):

@@ -1,7 +1,8 @@
-"""The served recommenders: association rules pre-indexed for fast batch ranking, popularity, and the pyfunc.
+"""Ranking items for baskets, on item codes: association rules pre-indexed for fast batch ranking, and popularity.
 
 Kept apart from the miner (`training.rules`) so a registered model unpickles with numpy, scipy and
-pandas only: no optuna, matplotlib or mining engine at load time.
+pandas only: no optuna, matplotlib or mining engine at load time. Labels in and out, request
+checks and the pyfunc live in `serving.models.recommender`.
 
 Ranking (`RuleRecommender`): a rule A -> c fires for a basket that contains every item of A and
 not c. An item's score is the highest confidence among its fired rules; items are ranked by score,
@@ -21,16 +22,11 @@ baskets against many rules. UCI invoices, 26k rules: 100 baskets in ~15 ms.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
-from typing import Any
 
-import mlflow.pyfunc
 import numpy as np
-import pandas as pd
 import scipy.sparse as sp
 
-OUTPUT_COLUMNS = ["items", "scores", "rules", "unknown_items"]
 PAIRS_PER_CHUNK = 2_000_000  # candidate (basket, rule) pairs per step: bounds memory on big baskets x many rules
 MAX_CHUNK = 5000  # baskets per step
 
@@ -45,8 +41,38 @@ class Ranked:
     from_rules: np.ndarray  # baskets, int64: how many of the items came from rules
 
 
+def encode(baskets: list[list[str]], code_of: dict[str, int], n_items: int) -> tuple[sp.csr_matrix, list[list[str]]]:
+    """Basket matrix over the model's items, and the unknown labels of each basket (in request order)."""
+    rows, cols, unknown = [], [], []
+    for i, basket in enumerate(baskets):
+        missing = []
+        for label in basket:
+            code = code_of.get(label)
+            if code is None:
+                missing.append(label)
+            else:
+                rows.append(i)
+                cols.append(code)
+        unknown.append(list(dict.fromkeys(missing)))
+    data = np.ones(len(rows), dtype=np.int32)
+    m = sp.csr_matrix((data, (rows, cols)), shape=(len(baskets), n_items))
+    m.sum_duplicates()
+    m.data[:] = 1
+    return m, unknown
+
+
+def _check_request(baskets: sp.csr_matrix, k: int, n_items: int) -> sp.csr_matrix:
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    if baskets.shape[1] != n_items:
+        raise ValueError(f"baskets have {baskets.shape[1]} item columns, the model knows {n_items} items")
+    out = sp.csr_matrix(baskets, dtype=np.int32)
+    out.sort_indices()
+    return out
+
+
 class PopularityRecommender:
-    """The baseline: the most frequent training items not already in the basket (score = item support)."""
+    """The most frequent training items not already in the basket (score = item support); no rules."""
 
     def __init__(self, items: np.ndarray, counts: np.ndarray, n_baskets: int) -> None:
         self.items = np.asarray(items, dtype=object)
@@ -54,8 +80,13 @@ class PopularityRecommender:
         self.n_baskets = int(n_baskets)
         seen = np.flatnonzero(self.counts > 0)
         self.order_ = seen[np.lexsort((seen, -self.counts[seen]))]  # count desc, then label (code) asc
+        self.code_of_ = {str(self.items[i]): int(i) for i in seen}  # items never bought in training are unknown
+
+    def encode(self, baskets: list[list[str]]) -> tuple[sp.csr_matrix, list[list[str]]]:
+        return encode(baskets, self.code_of_, len(self.items))
 
     def rank(self, baskets: sp.csr_matrix, k: int) -> Ranked:
+        baskets = _check_request(baskets, k, len(self.items))
         n = baskets.shape[0]
         codes = np.full((n, k), -1, dtype=np.int64)
         head = self.order_[: k + int(np.diff(baskets.indptr).max(initial=0))]
@@ -66,6 +97,10 @@ class PopularityRecommender:
         scores = np.where(codes >= 0, self.counts[np.maximum(codes, 0)] / max(self.n_baskets, 1), np.nan)
         empty = [[np.empty(0, dtype=np.int64)] * int((row >= 0).sum()) for row in codes]
         return Ranked(codes, scores, empty, np.zeros(n, dtype=np.int64))
+
+    def rule_text(self, r: int) -> str:
+        """Never called: popularity ranks fire no rule."""
+        raise IndexError(f"the popularity ranking has no rule {r}")
 
 
 class RuleRecommender:
@@ -106,7 +141,6 @@ class RuleRecommender:
         self.rank_[np.lexsort(keys)] = np.arange(self.n_rules)
         self.pivot_t_ = self._pivots(self.popularity.counts).T.tocsr()
         self.pivot_degree_ = np.diff(self.pivot_t_.indptr).astype(np.int64)
-        self.code_of_ = {str(label): i for i, label in enumerate(self.items) if self.popularity.counts[i] > 0}
 
     def _pivots(self, counts: np.ndarray) -> sp.csr_matrix:
         """rules x items with one entry per rule: its rarest antecedent item, the one a basket must hold first."""
@@ -121,38 +155,8 @@ class RuleRecommender:
     def n_rules(self) -> int:
         return len(self.consequents)
 
-    # ---- labels in, labels out ----
-
     def encode(self, baskets: list[list[str]]) -> tuple[sp.csr_matrix, list[list[str]]]:
-        """Basket matrix over the model's items, and the unknown labels of each basket (in request order)."""
-        rows, cols, unknown = [], [], []
-        for i, basket in enumerate(baskets):
-            missing = []
-            for label in basket:
-                code = self.code_of_.get(label)
-                if code is None:
-                    missing.append(label)
-                else:
-                    rows.append(i)
-                    cols.append(code)
-            unknown.append(list(dict.fromkeys(missing)))
-        data = np.ones(len(rows), dtype=np.int32)
-        m = sp.csr_matrix((data, (rows, cols)), shape=(len(baskets), len(self.items)))
-        m.sum_duplicates()
-        m.data[:] = 1
-        return m, unknown
-
-    def recommend(self, baskets: list[list[str]], k: int, max_rules: int = 3) -> pd.DataFrame:
-        """One row per basket: items, scores, rules fired (text, best first, at most `max_rules`), unknown items."""
-        matrix, unknown = self.encode(baskets)
-        ranked = self.rank(matrix, k)
-        out = {"items": [], "scores": [], "rules": [], "unknown_items": unknown}
-        for i in range(len(baskets)):
-            valid = ranked.codes[i] >= 0
-            out["items"].append([str(x) for x in self.items[ranked.codes[i][valid]]])
-            out["scores"].append([float(s) for s in ranked.scores[i][valid]])
-            out["rules"].append([[self.rule_text(r) for r in rs[:max_rules].tolist()] for rs in ranked.rules[i]])
-        return pd.DataFrame(out, columns=OUTPUT_COLUMNS)
+        return self.popularity.encode(baskets)
 
     def rule_text(self, r: int) -> str:
         """'a & b -> c', cached: a served model spells the same popular rules again and again."""
@@ -164,16 +168,9 @@ class RuleRecommender:
             text = cache[r] = f"{ante} -> {self.items[self.consequents[r]]}"
         return text
 
-    # ---- codes in, codes out (evaluation and serving share it) ----
-
     def rank(self, baskets: sp.csr_matrix, k: int) -> Ranked:
         """Top-k items per basket (rows of a baskets x items matrix over the model's items)."""
-        if k < 1:
-            raise ValueError(f"k must be >= 1, got {k}")
-        if baskets.shape[1] != len(self.items):
-            raise ValueError(f"baskets have {baskets.shape[1]} item columns, the model knows {len(self.items)} items")
-        baskets = sp.csr_matrix(baskets, dtype=np.int32)
-        baskets.sort_indices()
+        baskets = _check_request(baskets, k, len(self.items))
         parts = [self._rank_chunk(baskets[lo:hi], k) for lo, hi in self._chunks(baskets)]
         if not parts:
             return Ranked(np.full((0, k), -1), np.full((0, k), np.nan), [], np.zeros(0, dtype=np.int64))
@@ -269,61 +266,9 @@ class RuleRecommender:
         return Ranked(codes, scores, ranked.rules, ranked.from_rules)
 
 
-class RulesModel(mlflow.pyfunc.PythonModel):
-    """Baskets in (`items`: list of item labels, optional `k`); one row of ranked recommendations out.
-
-    Output columns: `items` (ranked labels), `scores` (confidence of the best fired rule; 0 for a
-    popularity fill), `rules` (per item, the fired rules as "a & b -> c", best first), `unknown_items`.
-    Through a logged model's signature `k` is an optional double: send it as a float (MLflow refuses
-    to cast int64 to double) or leave the column out for the model's default.
-    """
-
-    def __init__(self, recommender: RuleRecommender, k: int, max_rules: int = 3, max_k: int = 100) -> None:
-        self.recommender = recommender
-        self.k = int(k)
-        self.max_rules = int(max_rules)
-        self.max_k = int(max_k)
-
-    def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
-        frame = pd.DataFrame(model_input)
-        if "items" not in frame.columns:
-            raise ValueError(
-                f"recommend request lacks column 'items' (a list of item labels per basket); got {list(frame.columns)}"
-            )
-        baskets = [_basket(v, i) for i, v in enumerate(frame["items"].tolist())]
-        ks = [_k(v, i, self.k, self.max_k) for i, v in enumerate(frame["k"].tolist())] if "k" in frame.columns else []
-        if not ks or len(set(ks)) == 1:
-            return self.recommender.recommend(baskets, ks[0] if ks else self.k, self.max_rules)
-        out = self.recommender.recommend(baskets, max(ks), self.max_rules)
-        for col in ("items", "scores", "rules"):
-            out[col] = [v[:k] for v, k in zip(out[col], ks)]
-        return out
-
-
 def _member(keys: np.ndarray, sorted_keys: np.ndarray) -> np.ndarray:
     """keys in sorted_keys (both int64), by binary search."""
     if len(sorted_keys) == 0:
         return np.zeros(len(keys), dtype=bool)
     pos = np.minimum(np.searchsorted(sorted_keys, keys), len(sorted_keys) - 1)
     return sorted_keys[pos] == keys
-
-
-def _basket(value: Any, row: int) -> list[str]:
-    if isinstance(value, str) or not isinstance(value, (list, tuple, np.ndarray)):
-        got = type(value).__name__
-        raise ValueError(f"row {row}: 'items' must be a list of item labels, got {got}")  # noqa: TRY004
-    bad = [x for x in value if not isinstance(x, (str, np.str_))]
-    if bad:
-        raise ValueError(f"row {row}: 'items' must hold strings, got {bad[0]!r} ({type(bad[0]).__name__})")
-    return [str(x) for x in value]
-
-
-def _k(value: Any, row: int, default: int, max_k: int) -> int:
-    if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
-        return default
-    number = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
-    if not number or not math.isfinite(value) or value != int(value):
-        raise ValueError(f"row {row}: 'k' must be a whole number, got {value!r}")
-    if not 1 <= int(value) <= max_k:
-        raise ValueError(f"row {row}: 'k' must be between 1 and {max_k}, got {int(value)}")
-    return int(value)
