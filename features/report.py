@@ -1,97 +1,83 @@
-"""Write a KPI report to a folder: one JSON of all figures, PNG plots and one self-contained HTML page."""
+"""Write a KPI report to a folder: one JSON of all figures, PNG plots and one self-contained HTML page.
+
+The page is a jinja2 template (`features/templates/kpi_report.html.j2`, shipped as package data), so
+its layout is edited as HTML; every value is escaped by the template engine, plots are embedded as
+base64 PNGs, and long tables are cut at `MAX_TABLE_ROWS` (the JSON keeps every row).
+"""
 
 from __future__ import annotations
 
 import base64
-import html
 import io
 import json
+from functools import cache
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+import jinja2
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+from features.jsonsafe import json_safe
 
 MAX_TABLE_ROWS = 25
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+TEMPLATE = "kpi_report.html.j2"
 
 
-def write_report(report: dict[str, Any], figures: dict[str, Any], out: Path, title: str, meta: dict[str, Any]) -> Path:
+def write_report(report: dict[str, Any], figures: dict[str, Figure], out: Path, title: str, meta: dict[str, Any]) -> Path:
     """Write kpis.json, <plot>.png and report.html into `out`; returns the HTML path."""
     out.mkdir(parents=True, exist_ok=True)
-    (out / "kpis.json").write_text(json.dumps({"meta": meta, "kpis": report}, indent=2, default=str))
+    (out / "kpis.json").write_text(json.dumps(json_safe({"meta": meta, "kpis": report}), indent=2, default=str))
     images: dict[str, str] = {}
     for name, fig in figures.items():
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-        (out / f"{name}.png").write_bytes(buf.getvalue())
-        images[name] = base64.b64encode(buf.getvalue()).decode()
-        plt.close(fig)
+        png = _png(fig)
+        (out / f"{name}.png").write_bytes(png)
+        images[name] = base64.b64encode(png).decode()
     page = out / "report.html"
     page.write_text(render_html(report, images, title, meta), encoding="utf-8")
     return page
 
 
 def render_html(report: dict[str, Any], images: dict[str, str], title: str, meta: dict[str, Any]) -> str:
-    parts = [
-        "<!doctype html><html><head><meta charset='utf-8'>",
-        f"<title>{html.escape(title)}</title>",
-        "<style>body{font-family:system-ui,sans-serif;margin:2em;max-width:1100px;color:#222}"
-        "table{border-collapse:collapse;margin:.5em 0 1.5em;font-size:.9em}"
-        "td,th{border:1px solid #ccc;padding:.25em .6em;text-align:right}th{background:#f3f3f3}"
-        "td:first-child,th:first-child{text-align:left}.na{color:#a33}img{max-width:100%}"
-        "h2{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:1.8em}</style></head><body>",
-        f"<h1>{html.escape(title)}</h1>",
-        _table_of_scalars(meta),
-    ]
-    if images:
-        parts.append("<h2>Plots</h2>")
-        for name, data in images.items():
-            parts.append(f"<h3>{html.escape(name.replace('_', ' '))}</h3><img alt='{html.escape(name)}' src='data:image/png;base64,{data}'>")
-    for name, value in report.items():
-        parts.append(f"<h2>{html.escape(name.replace('_', ' '))}</h2>")
-        parts.append(_section(value))
-    parts.append("</body></html>")
-    return "\n".join(parts)
+    """The report page: meta table, plots, then one section per KPI (tables of scalars and of records)."""
+    template = _environment().get_template(TEMPLATE)
+    return template.render(report=report, images=images, title=title, meta=meta, max_rows=MAX_TABLE_ROWS)
 
 
-def _section(value: Any) -> str:
-    if isinstance(value, dict) and value.get("status") == "unavailable":
-        return f"<p class='na'>Not available: {html.escape(str(value.get('reason', '')))}</p>"
-    if isinstance(value, dict):
-        scalars = {k: v for k, v in value.items() if not isinstance(v, (dict, list))}
-        out = [_table_of_scalars(scalars)] if scalars else []
-        for key, sub in value.items():
-            if isinstance(sub, list) and sub and isinstance(sub[0], dict):
-                out.append(f"<h3>{html.escape(key.replace('_', ' '))}</h3>{_table_of_records(sub)}")
-            elif isinstance(sub, dict) and sub:
-                out.append(f"<h3>{html.escape(key.replace('_', ' '))}</h3>{_section(sub)}")
-        return "\n".join(out)
-    if isinstance(value, list) and value and isinstance(value[0], dict):
-        return _table_of_records(value)
-    return f"<p>{html.escape(_fmt(value))}</p>"
+def _png(fig: Figure) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    return buf.getvalue()
 
 
-def _table_of_scalars(values: dict[str, Any]) -> str:
-    rows = "".join(f"<tr><td>{html.escape(str(k))}</td><td>{html.escape(_fmt(v))}</td></tr>" for k, v in values.items())
-    return f"<table>{rows}</table>" if rows else ""
-
-
-def _table_of_records(records: list[dict[str, Any]]) -> str:
-    cols = list(records[0].keys())
-    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in cols)
-    body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(_fmt(r.get(c)))}</td>" for c in cols) + "</tr>"
-        for r in records[:MAX_TABLE_ROWS]
+@cache
+def _environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True, undefined=jinja2.StrictUndefined,
     )
-    more = f"<p>… {len(records) - MAX_TABLE_ROWS} more rows in kpis.json</p>" if len(records) > MAX_TABLE_ROWS else ""
-    return f"<table><tr>{head}</tr>{body}</table>{more}"
+    env.filters.update(fmt=fmt, label=label, scalars_of=scalars_of)
+    env.tests["records"] = is_records
+    return env
 
 
-def _fmt(value: Any) -> str:
+def fmt(value: Any) -> str:
+    """A figure as the page shows it: 4 significant digits, thousands separated; lists and dicts as short JSON."""
     if isinstance(value, float):
         return f"{value:,.4g}" if abs(value) < 1e4 else f"{value:,.0f}"
     if isinstance(value, (list, dict)):
         return json.dumps(value, default=str)[:200]
     return "" if value is None else str(value)
+
+
+def label(name: Any) -> str:
+    return str(name).replace("_", " ")
+
+
+def scalars_of(section: dict[str, Any]) -> dict[str, Any]:
+    """The entries of a section that are single values (the rest are sub-tables)."""
+    return {k: v for k, v in section.items() if not isinstance(v, (dict, list))}
+
+
+def is_records(value: Any) -> bool:
+    """A non-empty list of dicts: rendered as a table with a column per key."""
+    return isinstance(value, list) and bool(value) and isinstance(value[0], dict)

@@ -9,15 +9,12 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from features.config_io import parse_model, read_yaml
+from features.config_io import Strict, parse_model, read_yaml
+from features.synthetic.options import SyntheticOptions
 
 Format = Literal["csv", "whitespace", "parquet", "excel", "synthetic", "basket_csv", "basket_dat"]
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class ColumnMap(Strict):
@@ -72,7 +69,7 @@ class DataSourceConfig(Strict):
     dayfirst: bool = False
     returns: Returns = Returns()
     drop_duplicates: bool = True
-    synthetic: dict[str, Any] = Field(default_factory=dict)  # options of features.synthetic.generate
+    synthetic: SyntheticOptions = SyntheticOptions()  # the generator's options (format: synthetic, no path)
     customers: SideTable | None = None
     inventory: SideTable | None = None
     source_file: str = ""  # filled by load_source_config: the YAML this came from

@@ -8,8 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.baskets import build_baskets, prune_items, read_basket_file
+from features.baskets import build_baskets, prune_items
 from features.contract import validate_schema
+from features.readers.baskets import read_basket_file
 from features.sources import load
 
 REPO = Path(__file__).resolve().parents[1]

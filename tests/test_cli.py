@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import types
 from pathlib import Path
+from types import SimpleNamespace
 
 import yaml
 from typer.testing import CliRunner
 
-from tests.conftest import fresh_mlflow_db
+from tests.helpers import fresh_mlflow_db
 from training.cli import app
 
 REPO = Path(__file__).resolve().parents[1]
@@ -113,3 +115,45 @@ def test_quickstart_from_any_folder_registers_every_family(tmp_path: Path) -> No
         versions = client.search_model_versions(f"name='{name}'")
         assert [str(v.version) for v in versions] == ["1"], name
         assert str(client.get_model_version_by_alias(name, "champion").version) == "1", name
+
+
+def test_generator_option_typo_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["data", "generate", "--out", str(tmp_path / "d"), "--set", "n_customer=300"])
+    assert result.exit_code == 2 and "n_customer: unknown key" in result.output and "Traceback" not in result.output
+    cfg = {"name": "typo", "format": "synthetic", "synthetic": {"n_customer": 300}}
+    (tmp_path / "typo.yaml").write_text(yaml.safe_dump(cfg))
+    result = runner.invoke(app, ["kpis", str(tmp_path / "typo.yaml")])
+    assert result.exit_code == 2 and "typo.yaml: synthetic.n_customer: unknown key" in result.output
+
+
+def fake_job_result(champion_error: str | None) -> SimpleNamespace:
+    decision = SimpleNamespace(
+        version="3", alias="challenger", reason="the current champion could not be loaded", candidate_score=0.4321,
+        champion_score=None, champion_version="2", baseline_score=0.1234, champion_error=champion_error,
+        refit_on_all_data=False,
+    )
+    return SimpleNamespace(
+        decision=decision, objective_name="silhouette", direction="maximize", best_params={"k": 4}, n_trials=2,
+        n_failed=0, model_name="ecomlab-segmenter", run_id="abc", tracking_uri="sqlite:///mlflow.db", seconds=1.0,
+    )
+
+
+def test_train_prints_the_decisions_scores_and_an_unloadable_champion_exits_1(monkeypatch) -> None:
+    """The printed scores are the decision's (what the version's tags hold); a champion that could not be
+    loaded is named with the command that promotes the new version by hand."""
+    job = SimpleNamespace(job="segment", family="segmenter", tuning=SimpleNamespace(n_trials=2))
+    jobs = types.ModuleType("training.jobs")
+    jobs.Hooks = lambda stage, trial: SimpleNamespace(stage=stage, trial=trial)
+    outcome = {"result": fake_job_result("ModuleNotFoundError: No module named 'training.segment_pyfunc'")}
+    jobs.run_loaded_job = lambda job, cfg, hooks, replace_unloadable=False: outcome["result"]
+    monkeypatch.setitem(sys.modules, "training.jobs", jobs)
+    monkeypatch.setattr("training.config.load_job_config", lambda path, overrides: (job, None))
+    result = runner.invoke(app, ["train", "job.yaml"])
+    assert result.exit_code == 1
+    out = " ".join(result.output.split())
+    assert "0.4321" in out and "0.1234" in out and "champion v2" in out
+    assert ("current champion ecomlab-segmenter v2 could not be loaded or scored: ModuleNotFoundError: "
+            "No module named 'training.segment_pyfunc'; version 3 registered as challenger; promote it by hand "
+            "with `ecomlab models promote ecomlab-segmenter 3`") in out
+    outcome["result"] = fake_job_result(None)
+    assert runner.invoke(app, ["train", "job.yaml"]).exit_code == 0

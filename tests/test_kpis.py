@@ -21,6 +21,7 @@ from features.kpis import (
     customer_clv,
     engagement_by_channel,
     headline,
+    json_safe,
     kpi_report,
     order_values,
     orders_per_customer,
@@ -34,6 +35,7 @@ from features.kpis import (
 )
 from features.kpis.rfm import quintile_score
 from features.plots import kpi_figures
+from features.report import render_html, write_report
 
 FIELDS = ["order_id", "order_date", "customer_id", "product_id", "category", "quantity", "unit_price", "discount", "channel", "returned"]
 
@@ -223,7 +225,8 @@ def _rfm_lines() -> pd.DataFrame:
 
 def test_rfm_segments_follow_the_grid():
     table = rfm_table(_rfm_lines()).set_index("customer_id")
-    assert table["recency"].to_dict() == {"E1": 4, "E2": 3, "E3": 2, "E4": 1, "E5": 0}
+    # recency counts to the last order date + 1 day (features.customers): E5 bought on the last day
+    assert table["recency"].to_dict() == {"E1": 5, "E2": 4, "E3": 3, "E4": 2, "E5": 1}
     # R = F = M = i, FM = ceil((i + i) / 2) = i -> the grid's diagonal
     assert table[["r", "f", "m", "fm"]].to_numpy().tolist() == [[i] * 4 for i in range(1, 6)]
     assert table["segment"].to_dict() == {"E1": "lost", "E2": "hibernating", "E3": "need attention", "E4": "loyal", "E5": "champions"}
@@ -384,3 +387,24 @@ def test_registry_entries_are_json_ready():
     assert out["clv_mean"] == pytest.approx(66.0) and isinstance(out["top_customers"], list)
     with pytest.raises(KpiUnavailable):
         KPIS["stockout_risk"](SHOP)
+
+
+def test_html_report_escapes_values_and_cuts_long_tables(tmp_path):
+    report = {
+        "odd": {"status": "unavailable", "reason": "<script>alert(1)</script>"},
+        "long": {"note": "a & b", "rows": [{"i": i, "x": float("nan") if i == 0 else i / 3} for i in range(40)]},
+    }
+    page = write_report(report, {}, tmp_path, "KPIs <of> shop", {"data": "x"})
+    text = page.read_text()
+    assert "<script>" not in text and "&lt;script&gt;" in text and "KPIs &lt;of&gt; shop" in text
+    assert text.count("<tr><td>") >= 25 and "15 more rows in kpis.json" in text
+    saved = json.loads((tmp_path / "kpis.json").read_text())
+    assert saved["kpis"]["long"]["rows"][0]["x"] is None  # NaN is not JSON
+    assert render_html(report, {"p": "AAAA"}, "t", {}).count("data:image/png;base64,AAAA") == 1
+
+
+def test_one_json_safe_conversion():
+    frame = pd.DataFrame({"a": [1.0, np.nan], "d": pd.to_datetime(["2024-01-02", None])})
+    assert json_safe({1: frame, "n": np.int64(3), "inf": np.inf, "na": pd.NA}) == {
+        "1": [{"a": 1.0, "d": "2024-01-02T00:00:00"}, {"a": None, "d": None}], "n": 3, "inf": None, "na": None,
+    }

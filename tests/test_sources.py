@@ -291,3 +291,66 @@ def test_cdnow(shared_data) -> None:
     assert (lines["quantity"] * lines["unit_price"]).sum() == pytest.approx(2500315.63, rel=1e-9)
     assert lines["order_date"].min() == pd.Timestamp("1997-01-01")
     assert lines["order_date"].max() == pd.Timestamp("1998-06-30")
+
+
+# ---- the package's shape ----
+
+
+def test_no_import_cycles_among_features_modules() -> None:
+    """Every `features` import, module level or inside a function, forms a graph without cycles."""
+    graph = feature_imports(REPO / "features")
+    cycles = [c for c in strongly_connected(graph) if len(c) > 1]
+    assert not cycles, f"import cycles: {cycles}"
+
+
+def feature_imports(root: Path) -> dict[str, set[str]]:
+    import ast
+
+    modules = {".".join(p.relative_to(root.parent).with_suffix("").parts).removesuffix(".__init__"): p for p in root.rglob("*.py")}
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        edges: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("features"):
+                edges |= {f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in modules else node.module for a in node.names}
+            elif isinstance(node, ast.Import):
+                edges |= {a.name for a in node.names if a.name.startswith("features")}
+        graph[name] = {e for e in edges | _packages_run_first(edges, name) if e in modules and e != name}
+    return graph
+
+
+def _packages_run_first(edges: set[str], importer: str) -> set[str]:
+    """Importing `a.b.c` runs package `a.b` first, unless the importer lives inside `a.b` (then it already runs)."""
+    parents = {".".join(e.split(".")[:i]) for e in edges for i in range(2, e.count(".") + 1)}
+    return {p for p in parents if not importer.startswith(p + ".")}
+
+
+def strongly_connected(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Tarjan's algorithm: the groups of modules that import each other, directly or not."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    out: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in graph[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            group = []
+            while True:
+                w = stack.pop()
+                group.append(w)
+                if w == v:
+                    break
+            out.append(sorted(group))
+
+    for v in graph:
+        if v not in index:
+            visit(v)
+    return out

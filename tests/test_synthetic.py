@@ -5,13 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from sklearn.cluster import KMeans
 from sklearn.metrics import adjusted_rand_score
 from sklearn.preprocessing import StandardScaler
 
 from features import synthetic
+from features.config_io import ConfigError
 from features.contract import line_revenue, sales, validate_schema
 from features.kpis import stock_cover
+from features.source_config import load_source_config
 
 
 @pytest.fixture(scope="module")
@@ -187,3 +190,20 @@ def test_signups_precede_purchases_and_inventory_risk_is_recoverable(shop):
     table = stock_cover(shop.lines, shop.inventory, demand_window_days=shop.truth["inventory"]["demand_window_days"])
     assert sorted(table.loc[table["at_risk"], "product_id"]) == shop.truth["inventory"]["at_risk_products"]
     assert 0 < len(shop.truth["inventory"]["at_risk_products"]) < len(shop.inventory)
+
+
+def test_option_typo_is_a_config_error_naming_the_key():
+    with pytest.raises(ConfigError, match=r"n_customer: unknown key"):
+        synthetic.generate(n_customer=300)
+    with pytest.raises(ConfigError, match=r"n_bundles: .*n_products // 10"):
+        synthetic.generate(n_products=100, n_bundles=20)
+
+
+def test_data_config_synthetic_options_are_checked(tmp_path):
+    path = tmp_path / "shop.yaml"
+    path.write_text(yaml.safe_dump({"name": "shop", "format": "synthetic", "synthetic": {"n_customer": 300}}))
+    with pytest.raises(ConfigError, match=r"shop.yaml: synthetic.n_customer: unknown key"):
+        load_source_config(path)
+    path.write_text(yaml.safe_dump({"name": "shop", "format": "synthetic", "synthetic": {"n_customers": 300, "weeks": 30}}))
+    options = load_source_config(path).synthetic
+    assert isinstance(options, synthetic.SyntheticOptions) and (options.n_customers, options.weeks, options.seed) == (300, 30, 42)

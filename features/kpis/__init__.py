@@ -20,7 +20,8 @@ from typing import Any
 
 import pandas as pd
 
-from features.kpis.base import KpiOptions, KpiUnavailable, Prepared, prepare, to_jsonable
+from features.jsonsafe import json_safe
+from features.kpis.base import KpiOptions, KpiUnavailable, Prepared, prepare
 from features.kpis.cohorts import cohort_retention
 from features.kpis.customer_value import churn, clv, customer_clv, orders_per_customer
 from features.kpis.returns import return_rates
@@ -32,7 +33,7 @@ __all__ = [
     "KPIS", "KpiOptions", "KpiUnavailable", "Prepared", "churn", "clv", "cohort_retention", "customer_clv",
     "category_revenue", "channel_performance", "engagement_by_channel", "headline", "kpi_report", "order_values",
     "orders_per_customer", "prepare", "return_rates", "rfm", "rfm_table", "run_kpi", "sales_summary",
-    "stock_cover", "stockout_risk", "to_jsonable",
+    "json_safe", "stock_cover", "stockout_risk",
 ]
 
 Frame = pd.DataFrame | None
@@ -47,7 +48,7 @@ def _register(name: str) -> Callable[[Callable[[Prepared, Frame, Frame, KpiOptio
         @wraps(adapter)
         def run(lines: pd.DataFrame | Prepared, customers: Frame = None, inventory: Frame = None,
                 options: KpiOptions | dict[str, Any] | None = None) -> dict[str, Any]:
-            return to_jsonable(adapter(prepare(lines), customers, inventory, KpiOptions.parse(options)))
+            return json_safe(adapter(prepare(lines), customers, inventory, KpiOptions.parse(options)))
 
         KPIS[name] = run
         return run

@@ -7,17 +7,17 @@ full report on 1M lines within a couple of seconds. Every calculator also accept
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
-from datetime import date, datetime
 from functools import cached_property
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator
 
+from features.config_io import Strict
 from features.contract import line_revenue
+from features.counting import distinct_count
 
 NEEDED = ["order_id", "order_date", "customer_id", "product_id", "category", "quantity", "unit_price", "discount", "channel", "returned"]
 
@@ -26,10 +26,8 @@ class KpiUnavailable(ValueError):
     """The data lacks what a KPI needs (no customer ids, no inventory table, ...); the report shows the reason."""
 
 
-class KpiOptions(BaseModel):
+class KpiOptions(Strict):
     """Settings of the calculators; an unknown key is an error that names it."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     churn_window_days: int = Field(90, ge=1, description="no purchase in this many days before the reference date: churned")
     high_value_share: float = Field(0.2, gt=0, le=1, description="top share of customers by CLV called high-value")
@@ -63,15 +61,6 @@ def require_columns(frame: pd.DataFrame, columns: list[str], what: str) -> None:
     missing = [c for c in columns if c not in frame.columns]
     if missing:
         raise ValueError(f"{what} lack column(s) {missing}")
-
-
-def distinct_count(group: np.ndarray, item: np.ndarray, n_groups: int) -> np.ndarray:
-    """Distinct `item` codes per `group` code (both non-negative ints): pd.unique on one int64 key."""
-    if len(group) == 0:
-        return np.zeros(n_groups, dtype=np.int64)
-    width = np.int64(item.max()) + 1
-    pairs = pd.unique(group.astype(np.int64) * width + item.astype(np.int64))
-    return np.bincount(pairs // width, minlength=n_groups)
 
 
 def share(part: np.ndarray | float, whole: float) -> np.ndarray | float | None:
@@ -179,26 +168,3 @@ def _factorize(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
 def prepare(lines: pd.DataFrame | Prepared) -> Prepared:
     """A `Prepared` view (the same one when given one, so a report prepares once)."""
     return lines if isinstance(lines, Prepared) else Prepared(lines)
-
-
-def to_jsonable(value: Any) -> Any:
-    """Frames to records, numpy scalars to Python, NaN/inf to None, dates to ISO strings."""
-    if isinstance(value, pd.DataFrame):
-        return [to_jsonable(r) for r in value.to_dict(orient="records")]
-    if isinstance(value, pd.Series):
-        return to_jsonable(value.to_dict())
-    if isinstance(value, dict):
-        return {str(k): to_jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [to_jsonable(v) for v in value]
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    if isinstance(value, (int, np.integer)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        return float(value) if math.isfinite(value) else None
-    if isinstance(value, (pd.Timestamp, datetime, date, np.datetime64)):
-        return None if pd.isna(value) else pd.Timestamp(value).isoformat()
-    if value is None or value is pd.NA or (not isinstance(value, str) and pd.isna(value)):
-        return None
-    return value

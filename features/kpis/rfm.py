@@ -1,83 +1,61 @@
-"""RFM scoring: recency, frequency and monetary quintile scores (1-5) and named segments.
+"""RFM KPI: recency, frequency and monetary quintile scores (1-5) and named segments, per customer.
 
-Scores: each customer's value is ranked among all customers (ties get their average rank) and
-`score = floor(5 * (rank - 0.5) / n) + 1`, so with n distinct values the customers split into five
-equal quintiles, and identical customers always get identical scores. Recency is ranked reversed
-(the most recent purchase scores 5). FM = ceil((F + M) / 2).
-
-Segments, by R (rows) and FM (columns), a fixed documented grid:
-
-    R \\ FM   1                2                3                4           5
-    5        new              potential loyalist potential loyalist champions champions
-    4        promising        potential loyalist potential loyalist loyal      loyal
-    3        about to sleep   about to sleep   need attention     loyal       loyal
-    2        hibernating      hibernating      at risk            at risk     cannot lose
-    1        lost             lost             at risk            at risk     cannot lose
+Nothing is defined here: recency (days to the reference date = last order date + 1 day), frequency
+(orders) and monetary (NET revenue: sales minus returns) are `features.customers`' customer features,
+the very values the segmenter is trained on; the quintile scores, FM and the (R, FM) segment grid
+are `features.rfm`'s, the vocabulary the segmenter names its segments with. Customers with at least
+one purchase (sales line) are scored; lines without a customer id are counted, not scored.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
-from features.kpis.base import Prepared, prepare
-from features.kpis.customer_value import _customers
+from features.customers import build_customer_features
+from features.kpis.base import KpiUnavailable, Prepared, prepare
+from features.rfm import RFM, SEGMENT_GRID, SEGMENTS, fm_score, grid_segment, quintile_score, rfm_scores
 
-SEGMENT_GRID = np.array([
-    ["lost", "lost", "at risk", "at risk", "cannot lose"],
-    ["hibernating", "hibernating", "at risk", "at risk", "cannot lose"],
-    ["about to sleep", "about to sleep", "need attention", "loyal", "loyal"],
-    ["promising", "potential loyalist", "potential loyalist", "loyal", "loyal"],
-    ["new", "potential loyalist", "potential loyalist", "champions", "champions"],
-])  # [R - 1, FM - 1]
-SEGMENTS = ["champions", "loyal", "potential loyalist", "new", "promising", "need attention", "about to sleep",
-            "at risk", "cannot lose", "hibernating", "lost"]
+__all__ = ["SEGMENT_GRID", "SEGMENTS", "quintile_score", "rfm", "rfm_table"]
 
 
-def quintile_score(values: np.ndarray) -> np.ndarray:
-    """1..5 from the average rank: floor(5 * (rank - 0.5) / n) + 1."""
-    rank = pd.Series(values).rank(method="average").to_numpy()
-    return (np.floor(5 * (rank - 0.5) / len(values)) + 1).astype(np.int64)
+def _scored(data: Prepared) -> tuple[pd.DataFrame, pd.Timestamp]:
+    """The per-customer table of `rfm_table` and the reference date recency is counted to."""
+    if data.lines_without_customer == len(data.lines):
+        raise KpiUnavailable("no line has a customer id")
+    feats = build_customer_features(data.lines, candidates=RFM)
+    out = feats.table.loc[feats.table["frequency"] > 0, ["customer_id", *RFM]].reset_index(drop=True)
+    if out.empty:
+        raise KpiUnavailable("no sales line has a customer id")
+    out = out.join(rfm_scores(out))
+    out["fm"] = fm_score(out["f"], out["m"])
+    out["segment"] = grid_segment(out["r"], out["f"], out["m"])
+    return out, feats.reference_date
 
 
 def rfm_table(lines: pd.DataFrame | Prepared) -> pd.DataFrame:
-    """Per customer: recency (days before the reference date), frequency (orders), monetary (sales revenue),
-    the three scores, FM and the segment."""
-    data = prepare(lines)
-    table = _customers(data)
-    recency = data.reference_day - table["last_day"].to_numpy()
-    out = pd.DataFrame({
-        "customer_id": table["customer_id"],
-        "recency": recency,
-        "frequency": table["orders"],
-        "monetary": table["revenue"],
-        "r": quintile_score(-recency),
-        "f": quintile_score(table["orders"].to_numpy()),
-        "m": quintile_score(table["revenue"].to_numpy()),
-    })
-    out["fm"] = (out["f"] + out["m"] + 1) // 2
-    out["segment"] = SEGMENT_GRID[out["r"] - 1, out["fm"] - 1]
-    return out
+    """Per customer with a purchase: recency, frequency, monetary, the three scores, FM and the segment."""
+    return _scored(prepare(lines))[0]
 
 
 def rfm(lines: pd.DataFrame | Prepared) -> dict[str, Any]:
-    """Segment sizes and revenue shares (sales revenue), with each segment's mean R, F and M values."""
+    """Segment sizes and (net) revenue shares, with each segment's mean R, F and M values."""
     data = prepare(lines)
-    table = rfm_table(data)
+    table, reference = _scored(data)
     grouped = table.groupby("segment", sort=False).agg(
         customers=("customer_id", "size"), revenue=("monetary", "sum"),
         mean_recency=("recency", "mean"), mean_frequency=("frequency", "mean"), mean_monetary=("monetary", "mean"),
     )
     grouped = grouped.reindex([s for s in SEGMENTS if s in grouped.index])
     grouped.insert(1, "customer_share", grouped["customers"] / len(table))
-    grouped.insert(3, "revenue_share", grouped["revenue"] / table["monetary"].sum())
+    total = table["monetary"].sum()
+    grouped.insert(3, "revenue_share", grouped["revenue"] / total if total else float("nan"))
     return {
-        "reference_date": data.reference_date,
+        "reference_date": str(reference.date()),
         "customers": len(table),
         "lines_without_customer": data.lines_without_customer,
-        "rule": "scores 1-5 by average-rank quintile (recency reversed); FM = ceil((F + M) / 2); "
-                "segment from the (R, FM) grid in features.kpis.rfm",
+        "rule": "scores 1-5 by average-rank quintile (recency reversed); FM = ceil((F + M) / 2); segment from the "
+                "(R, FM) grid in features.rfm; recency counted to the last order date + 1 day; monetary is net revenue",
         "segments": grouped.rename_axis("segment").reset_index(),
     }

@@ -11,7 +11,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from features.kpis.base import KpiUnavailable, Prepared, distinct_count, prepare
+from features.counting import distinct_count, order_count
+from features.kpis.base import KpiUnavailable, Prepared, prepare
 
 
 def sales_summary(lines: pd.DataFrame | Prepared) -> dict[str, Any]:
@@ -25,7 +26,7 @@ def sales_summary(lines: pd.DataFrame | Prepared) -> dict[str, Any]:
         "lines": len(data.lines),
         "sales_lines": int(sale.sum()),
         "return_lines": int(ret.sum()),
-        "orders": int(len(pd.unique(data.order[0][sale]))),
+        "orders": order_count(data.order[0][sale]),
         "customers": int(len(pd.unique(codes[sale & (codes >= 0)]))),
         "lines_without_customer": data.lines_without_customer,
         "products": int(len(pd.unique(data.codes_of("product_id")[0][sale]))),

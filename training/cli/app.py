@@ -1,0 +1,90 @@
+"""The `ecomlab` typer app and what every command shares: quiet libraries, one-line user errors, exit codes, progress.
+
+Exit codes: 0 success, 1 a job or command failed, 2 a user mistake (bad config, missing data, bad
+arguments). User mistakes print one clear line naming the file, key or column, no traceback.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("DO_NOT_TRACK", "true")
+os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
+os.environ.setdefault("MPLBACKEND", "Agg")
+os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "ERROR")
+
+import logging  # noqa: E402
+from collections.abc import Iterator  # noqa: E402
+from contextlib import contextmanager  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Annotated  # noqa: E402
+
+import typer  # noqa: E402
+from rich.console import Console  # noqa: E402
+from rich.markup import escape  # noqa: E402
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn  # noqa: E402
+
+from features.config_io import ConfigError  # noqa: E402
+from features.readers.files import SourceError  # noqa: E402
+
+EXIT_FAILED, EXIT_USAGE = 1, 2  # 0 is success
+LIBRARIES = ("mlflow", "alembic", "optuna", "bentoml", "py.warnings")
+REPO = Path(__file__).resolve().parents[2]  # the source checkout ecomlab runs from (shipped configs live here)
+
+app = typer.Typer(help="ecomlab: e-commerce forecasts, segments, basket rules and KPIs on MLflow and BentoML.", no_args_is_help=True)
+data_app = typer.Typer(help="Generate, load and check data sources.", no_args_is_help=True)
+models_app = typer.Typer(help="The model registry: list versions, promote a champion.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+app.add_typer(models_app, name="models")
+
+console = Console()
+err = Console(stderr=True)
+
+
+def setup_logging(verbose: bool) -> None:
+    """Library chatter (MLflow's schema hints, pickling notes, Python warnings) goes to logging, shown with -v.
+
+    Python warnings are routed to the `py.warnings` logger instead of being filtered, so nothing is
+    silenced: at the default level only errors of the libraries reach the screen."""
+    logging.captureWarnings(True)
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    for name in LIBRARIES:
+        logging.getLogger(name).setLevel(logging.INFO if verbose else logging.ERROR)
+
+
+@app.callback()
+def _setup(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="show library logs and warnings")] = False) -> None:
+    setup_logging(verbose)
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn the mistakes a user can fix into one red line and exit code 2."""
+    try:
+        yield
+    except (ConfigError, SourceError, FileNotFoundError) as exc:
+        fail(str(exc))
+        raise typer.Exit(EXIT_USAGE) from None
+
+
+def fail(message: str, label: str = "error") -> None:
+    """One red line on stderr, never wrapped; the message is printed as is (no markup inside it)."""
+    err.print(f"[bold red]{label}:[/] {escape(message)}", highlight=False, soft_wrap=True)
+
+
+def progress() -> Progress:
+    return Progress(
+        SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TimeElapsedColumn(), console=console, transient=False,
+    )
+
+
+def shipped_config(path: str) -> Path:
+    """A config path as given; a relative one missing from the working directory is looked up in
+    the source checkout ecomlab runs from, so `ecomlab quickstart` works from any folder."""
+    given = Path(path)
+    if given.is_absolute() or given.exists():
+        return given
+    shipped = REPO / given
+    return shipped if shipped.exists() else given

@@ -1,0 +1,127 @@
+"""`ecomlab train`: run one training job with a progress bar and print the scores the registry decided on.
+
+The candidate, baseline and champion scores printed come from the job's registry decision: they are
+the numbers the new version's tags hold, all measured on the same test split.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from training.cli.app import EXIT_FAILED, app, console, fail, progress, user_errors
+from training.decision import CHAMPION
+
+
+@app.command("train")
+def train(
+    config: Annotated[Path, typer.Argument(help="a job config, e.g. configs/segment.yaml")],
+    set_: Annotated[list[str] | None, typer.Option("--set", help="override a config key, e.g. tuning.n_trials=5")] = None,
+) -> None:
+    """Run a training job: tune with Optuna, log to MLflow, register and decide champion/challenger."""
+    from training.config import load_job_config
+
+    with user_errors():
+        job, model_cfg = load_job_config(config, set_ or [])
+    result = run_train(job, model_cfg)
+    if result is None:
+        raise typer.Exit(EXIT_FAILED)
+    if result.decision.champion_error:
+        fail(champion_problem(result))
+        raise typer.Exit(EXIT_FAILED)
+
+
+def run_train(job: Any, model_cfg: Any, replace_unloadable: bool = False) -> Any:
+    """Run the job under a progress bar; None when it failed (one line printed, the details are in the MLflow run).
+
+    `replace_unloadable` lets a version replace a champion that cannot be loaded (quickstart re-registers
+    the models of an older layout); otherwise such a champion stays and the new version is a challenger."""
+    from training.jobs import Hooks, run_loaded_job
+
+    console.rule(f"[bold]{job.job}[/] ({job.family})")
+    with progress() as bar:
+        stage = bar.add_task("starting", total=None)
+        trials = bar.add_task("trials", total=job.tuning.n_trials, visible=False)
+
+        def on_stage(msg: str) -> None:
+            bar.update(stage, description=msg)
+            if msg == "tuning":
+                bar.update(trials, visible=True)
+
+        def on_trial(_trial: Any) -> None:
+            bar.advance(trials)
+
+        hooks = Hooks(stage=on_stage, trial=on_trial)
+        try:
+            with user_errors():
+                result = run_loaded_job(job, model_cfg, hooks, replace_unloadable=replace_unloadable)
+        except typer.Exit:
+            raise
+        except Exception as exc:  # a failed job: one line, the details are in the MLflow run
+            bar.stop()
+            fail(f"{type(exc).__name__}: {exc}", "job failed")
+            if os.environ.get("ECOMLAB_DEBUG"):
+                raise
+            return None
+        bar.update(stage, description="done", total=1, completed=1)
+    print_result(result)
+    return result
+
+
+def champion_problem(result: Any) -> str:
+    """The line that says the current champion could not be loaded or scored, and how to promote by hand."""
+    d, name = result.decision, result.model_name
+    return (
+        f"current champion {name} v{d.champion_version} could not be loaded or scored: {d.champion_error}; "
+        f"version {d.version} registered as challenger; promote it by hand with `ecomlab models promote {name} {d.version}`"
+    )
+
+
+def print_result(result: Any) -> None:
+    """Scores on the test split (candidate, baseline, champion), the chosen parameters and the registry decision."""
+    d = result.decision
+    console.print(_scores_table(result))
+    console.print(_params_table(result.best_params))
+    colour = "green" if d.alias == CHAMPION else "yellow"
+    refit = "; the registered model is refit on all data after scoring" if d.refit_on_all_data else ""
+    console.print(
+        f"registry: [bold]{result.model_name}[/] version {d.version} -> [{colour}]{d.alias}[/] ({d.reason}){refit}\n"
+        f"trials: {result.n_trials} ({result.n_failed} failed)  run: {result.run_id}  "
+        f"tracking: {result.tracking_uri}  time: {result.seconds:.1f} s",
+        highlight=False,
+    )
+
+
+def _scores_table(result: Any) -> Table:
+    d = result.decision
+    table = Table(title="scores on the test split")
+    table.add_column(result.model_name)
+    table.add_column(f"{result.objective_name} ({result.direction})", justify="right")
+    table.add_row(f"candidate v{d.version}", _num(d.candidate_score))
+    table.add_row("baseline", _num(d.baseline_score))
+    if d.champion_version is None:
+        table.add_row("champion", "none yet")
+    elif d.champion_error:
+        table.add_row(f"champion v{d.champion_version}", "could not be scored")
+    else:
+        table.add_row(f"champion v{d.champion_version}", _num(d.champion_score))
+    return table
+
+
+def _params_table(best_params: dict[str, Any]) -> Table:
+    params = Table(title="chosen parameters")
+    params.add_column("parameter")
+    params.add_column("value")
+    for k, v in best_params.items():
+        if k != "per_series":
+            params.add_row(k, json.dumps(v, default=str) if isinstance(v, (list, dict)) else str(v))
+    return params
+
+
+def _num(value: Any) -> str:
+    return "" if value is None else f"{value:.4g}" if isinstance(value, float) else str(value)
