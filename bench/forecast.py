@@ -1,11 +1,12 @@
 """Sales forecasts side by side: ecomlab's tuned SARIMAX, statsforecast AutoARIMA, seasonal naive.
 
-Same series, same held-out windows for every method: the last `folds` rolling origins of each
-series (`step` = `horizon` periods apart; weekly h=4, daily h=14, 3 folds), each method refitted
-on everything before an origin. ecomlab chooses its models WITHOUT the held-out windows: a small
-study (the family's initial trials, then TPE) backtests configurations on the part of each series
-before its first held-out origin, `best_per_series` picks each series' configuration (seasonal
-naive where none beats it there), and only then are the choices scored on the held-out windows.
+Same series, same held-out windows for every method: the family's test windows, the last `folds`
+rolling origins of each series (`step` = `horizon` periods apart; weekly h=4, daily h=14, 3 folds),
+each method refitted on everything before an origin. ecomlab chooses its models WITHOUT the held-out
+windows, as a job does: a small study through `training.tuning.run_study` (the family's initial
+trials, then TPE) scores configurations on the selection windows before the first held-out origin,
+`select` picks each series' configuration (seasonal naive where none beats it there), and only then
+is the chosen model scored on the held-out windows by the family's one `score`.
 
 Series: UCI Online Retail weekly revenue, total and top-4 countries; 2019 electronics weekly and
 daily total revenue; Superstore weekly sales, total and per category (11 real series, built by
@@ -39,18 +40,18 @@ import numpy as np
 import pandas as pd
 
 from features.series import SeriesOptions, SeriesSet, build_series
+from training.config import Tuning
 from training.forecast import (
     BacktestOptions,
     ForecastConfig,
-    Holdout,
+    ForecasterFamily,
     Spec,
-    evaluate_params,
-    fold_metrics,
-    mase_scale,
-    summarise,
-    tune,
-    warm_up,
+    rolling_origins,
 )
+from training.forecast.backtest import fold_metrics, mase_scale
+from training.forecast.parallel import warm_up
+from training.forecast.scoring import evaluate_params, summarise
+from training.tuning import run_study
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -160,27 +161,30 @@ def config(freq: str, workers: int) -> ForecastConfig:
                           max_workers=workers)
 
 
+FAMILY = ForecasterFamily()
+
+
 def run_fixed(sets: dict[str, SeriesSet], params: dict, name: str, workers: int) -> Result:
     started, parts, failed = time.perf_counter(), [], 0
     for freq, feats in sets.items():
         cfg = config(freq, workers)
-        ev, folds = evaluate_params(feats, Holdout(feats, FOLDS, cfg.horizon, cfg.step), params, cfg)
+        ev = evaluate_params(FAMILY.split(feats, cfg).test, params, cfg)
         parts.append(ev.details)
-        failed += int(folds["reason"].str.contains("fit failed").sum())
+        failed += int(ev.metrics["fits_failed"])
     return Result(name, pd.concat(parts, ignore_index=True), time.perf_counter() - started, failed)
 
 
 def run_tuned(sets: dict[str, SeriesSet], trials: int, workers: int) -> tuple[Result, pd.DataFrame]:
-    """Choose on the data before the held-out windows, then score the choices on them."""
+    """Choose on the selection windows before the held-out ones, then score the chosen model on them."""
     started, parts, chosen, failed = time.perf_counter(), [], [], 0
     for freq, feats in sets.items():
         cfg = config(freq, workers)
-        test = Holdout(feats, FOLDS, cfg.horizon, cfg.step)
-        early = test.before_first_origin()
-        params, _ = tune(early, Holdout(early, FOLDS, cfg.horizon, cfg.step), cfg, n_trials=trials)
-        ev, folds = evaluate_params(feats, test, params, cfg)
+        split = FAMILY.split(feats, cfg)
+        study = run_study(FAMILY, cfg, split.train, split.valid, Tuning(n_trials=trials, seed=0), f"bench-forecast-{freq}")
+        params = FAMILY.select(study.trials, study.best_params, cfg)
+        ev = FAMILY.score(FAMILY.servable(FAMILY.fit(split.train, params, cfg), cfg), split.test, cfg)
         parts.append(ev.details)
-        failed += int(folds["reason"].str.contains("fit failed").sum())
+        failed += int(ev.metrics["fits_failed"])
         chosen += [{"unique_id": uid, "model": Spec.from_params(p).label(), "why": p.get("note", "")}
                    for uid, p in params["per_series"].items()]
     return Result("ecomlab tuned SARIMAX", pd.concat(parts, ignore_index=True), time.perf_counter() - started, failed), \
@@ -208,20 +212,19 @@ def run_autoarima(sets: dict[str, SeriesSet]) -> Result:
     folds = score_forecasts(sets, out)
     failed = int(out.groupby(["unique_id", "fold"])["failed"].first().sum())
     errors = sorted(set(out.loc[out["failed"], "error"]))
-    result = Result("statsforecast AutoARIMA", summarise(folds, [80, 95]).details, seconds, failed)
+    result = Result("statsforecast AutoARIMA", summarise(folds, None, [80, 95]).details, seconds, failed)
     result.notes = [f"fits {fit_seconds:.1f} s of the {seconds:.1f} s (the rest: uv env + imports)", *errors[:3]]
     return result
 
 
 def score_forecasts(sets: dict[str, SeriesSet], out: pd.DataFrame) -> pd.DataFrame:
-    """Per-fold rows for external forecasts, shaped like `training.forecast.backtest_series` rows."""
+    """Per-fold rows for external forecasts, shaped like `training.forecast.backtest.backtest_series` rows."""
     rows = []
     for freq, feats in sets.items():
         cfg = config(freq, 1)
-        holdout = Holdout(feats, FOLDS, cfg.horizon, cfg.step)
         for uid, g in feats.frame.groupby("unique_id", sort=False):
             y = g["y"].to_numpy(dtype="float64")
-            for fold, cut in enumerate(holdout.cutoffs(len(y))):
+            for fold, cut in enumerate(rolling_origins(len(y), FOLDS, cfg.horizon, cfg.step)):
                 fc = out[(out["unique_id"] == str(uid)) & (out["fold"] == fold)].sort_values("step")
                 actual = y[cut:cut + len(fc)]
                 scale = mase_scale(y[:cut], cfg.season)
@@ -230,7 +233,8 @@ def score_forecasts(sets: dict[str, SeriesSet], out: pd.DataFrame) -> pd.DataFra
                              "reason": "fit failed: seasonal naive" if failed else "",
                              **fold_metrics(actual, fc, scale, [80, 95]),
                              **fold_metrics(actual, fc, scale, [80, 95], prefix="snaive_"),
-                             "warnings": 0, "convergence_warnings": 0, "fit_seconds": float(fc["seconds"].sum())})
+                             "warnings": 0, "convergence_warnings": 0, "fit_failed": failed,
+                             "fit_seconds": float(fc["seconds"].sum())})
     return pd.DataFrame(rows)
 
 

@@ -1,33 +1,41 @@
-"""The forecaster family: behaviour on planted patterns, fallbacks, intervals, selection, pyfunc round trip."""
+"""The forecaster family: behaviour on planted patterns, fallbacks, intervals, windows, selection, the servable model."""
 
 from __future__ import annotations
 
+import logging
 import os
 import pickle
 import warnings
 
+import cloudpickle
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from pydantic import ValidationError
 
 from features.contract import Accounting, Loaded, Quarantine
 from features.series import ExogOptions, SeriesOptions, SeriesSet
+from serving.models.base import ForecasterModel
+from serving.models.forecaster import ForecastModel
+from serving.models.series_model import fourier_terms
+from tests.helpers import REPO
+from training.family import Report, TrialResult
 from training.forecast import (
     BacktestOptions,
     Context,
     ForecastConfig,
     ForecasterFamily,
-    Holdout,
     Spec,
+    Windows,
     best_per_series,
     evaluate_params,
-    fit_forecaster,
     fit_series,
-    tune,
+    rolling_origins,
 )
 
 RNG_SEED = 11
+FAMILY = ForecasterFamily()
 
 
 def series_set(frames: dict[str, np.ndarray], freq: str = "W", start: str = "2018-01-01", **exog) -> SeriesSet:
@@ -69,24 +77,31 @@ def ctx(freq: str = "W", season: int = 52) -> Context:
     return Context(freq, season)
 
 
+def weeks(n: int, start: str = "2020-01-06") -> pd.DatetimeIndex:
+    return pd.date_range(start, periods=n, freq="W-MON")
+
+
 # ---- behaviour ----
 
 
-def test_tuned_model_beats_seasonal_naive_on_held_out_periods():
+def test_tuned_model_beats_seasonal_naive_on_the_test_windows():
     feats = series_set({f"s{i}": yearly_weekly(182, RNG_SEED + i) for i in range(2)})
     config = cfg(search={"p_max": 1, "q_max": 1, "fourier_max": 2, "trends": ["n", "c"]})
-    test = Holdout(feats, folds=3, horizon=4, step=4)
-    early = test.before_first_origin()  # choose without looking at the held-out windows
-    params, trials = tune(early, Holdout(early, 3, 4, 4), config, n_trials=4)
-    assert len(trials) == 4 and set(params["per_series"]) == {"s0", "s1"}
-    scored, _ = evaluate_params(feats, test, params, config)
+    split = FAMILY.split(feats, config)
+    trials = [TrialResult(p, FAMILY.evaluate(split.train, split.valid, p, config)) for p in FAMILY.initial_trials(config)]
+    best = min(trials, key=lambda t: t.evaluation.objective).params
+    params = FAMILY.select(trials, best, config)
+    assert set(params["per_series"]) == {"s0", "s1"}
+    model = FAMILY.servable(FAMILY.fit(split.train, params, config), config)
+    scored = FAMILY.score(model, split.test, config)
+    baseline = FAMILY.score(FAMILY.baseline(split.train, config), split.test, config)
     assert scored.details["method"].eq("sarimax").all()
-    assert scored.objective < 0.8 * scored.metrics["snaive_mase"]
+    assert scored.objective < 0.8 * baseline.objective
+    assert scored.metrics["snaive_mase"] == pytest.approx(baseline.objective)
 
 
 def test_constant_series_gets_a_flat_forecast():
-    model = fit_series("c", np.full(60, 7.0), pd.date_range("2020-01-06", periods=60, freq="W-MON"), None,
-                       Spec(order=(1, 0, 0), trend="c"), ctx())
+    model = fit_series("c", np.full(60, 7.0), weeks(60), None, Spec(order=(1, 0, 0), trend="c"), ctx())
     fc = model.forecast(6, [80, 95])
     assert model.method == "mean" and "constant" in model.reason
     assert np.allclose(fc["yhat"], 7.0) and np.allclose(fc["hi_95"] - fc["lo_95"], 0.0)
@@ -95,7 +110,7 @@ def test_constant_series_gets_a_flat_forecast():
 def test_sarimax_intervals_widen_with_the_horizon():
     rng = np.random.default_rng(RNG_SEED)
     y = 500 + np.cumsum(rng.normal(0, 10, 120))
-    model = fit_series("rw", y, pd.date_range("2020-01-06", periods=120, freq="W-MON"), None, Spec(order=(1, 1, 0)), ctx())
+    model = fit_series("rw", y, weeks(120), None, Spec(order=(1, 1, 0)), ctx())
     fc = model.forecast(12, [80, 95])
     width80, width95 = (fc["hi_80"] - fc["lo_80"]).to_numpy(), (fc["hi_95"] - fc["lo_95"]).to_numpy()
     assert model.method == "sarimax"
@@ -105,7 +120,7 @@ def test_sarimax_intervals_widen_with_the_horizon():
 
 def test_95_intervals_cover_about_95_percent_of_ar1_data():
     rng = np.random.default_rng(RNG_SEED)
-    dates = pd.date_range("2020-01-06", periods=80, freq="W-MON")
+    dates = weeks(80)
     inside, total = 0, 0
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -121,7 +136,7 @@ def test_95_intervals_cover_about_95_percent_of_ar1_data():
 def test_naive_fallback_intervals_grow_like_sqrt_h():
     rng = np.random.default_rng(RNG_SEED)
     y = 100 + np.cumsum(rng.normal(0, 3, 10))  # too short for a SARIMAX: naive-1 (below one season)
-    model = fit_series("short", y, pd.date_range("2020-01-06", periods=10, freq="W-MON"), None, Spec(), ctx())
+    model = fit_series("short", y, weeks(10), None, Spec(), ctx())
     fc = model.forecast(4, [80])
     assert model.method == "naive" and "too short" in model.reason
     half = (fc["hi_80"] - fc["lo_80"]).to_numpy() / 2
@@ -138,45 +153,72 @@ def test_short_and_all_zero_series_fall_back_with_a_reason_instead_of_failing():
     })
     feats.frame = feats.frame.dropna(subset=["y"]).reset_index(drop=True)
     config = cfg(backtest=BacktestOptions(folds=2, horizon=2))
-    ev, _ = evaluate_params(feats, Holdout(feats, 2, 2, 2), {"p": 1, "d": 1, "q": 1}, config)
+    ev = evaluate_params(Windows(feats, 2, 2, 2), {"p": 1, "d": 1, "q": 1}, config)
     by_id = ev.details.set_index("unique_id")
     assert by_id.loc["zeros", "method"] == "mean" and "constant series" in by_id.loc["zeros", "reason"]
     assert by_id.loc["short", "method"] == "naive" and "too short" in by_id.loc["short", "reason"]
     assert by_id.loc["ok", "method"] == "sarimax"
     assert by_id.loc["tiny", "folds"] == 0 and "too short to backtest: 3 periods" in by_id.loc["tiny", "reason"]
     assert ev.metrics["series_mase_undefined"] == 2.0  # all-zero training part and no fold: reported, left out
-    fitted = fit_forecaster(feats, {"p": 1, "d": 1, "q": 1}, config)
+    fitted = FAMILY.fit(feats, {"p": 1, "d": 1, "q": 1}, config)
     assert fitted.models["zeros"].forecast(3, [80])["yhat"].eq(0).all()
 
 
-def test_failed_fit_falls_back_to_seasonal_naive_with_the_error(monkeypatch):
+def _broken_fit(monkeypatch, exc: Exception | None = None, raise_in_numpy: bool = False) -> None:
     from statsmodels.tsa.statespace.sarimax import SARIMAX
 
     def broken(self, *args, **kwargs):
-        raise np.linalg.LinAlgError("Schur decomposition solver error")
+        if raise_in_numpy:
+            np.asarray_chkfinite([np.nan])
+        raise exc
 
     monkeypatch.setattr(SARIMAX, "fit", broken)
+
+
+def test_numerical_failure_falls_back_to_seasonal_naive_with_the_error(monkeypatch, caplog):
+    _broken_fit(monkeypatch, np.linalg.LinAlgError("Schur decomposition solver error"))
     y = yearly_weekly(61, RNG_SEED)
-    model = fit_series("bad", y, pd.date_range("2020-01-06", periods=61, freq="W-MON"), None, Spec(), ctx("W", 4))
-    assert model.method == "snaive"
+    with caplog.at_level(logging.WARNING, logger="training.forecast.fit"):
+        model = fit_series("bad", y, weeks(61), None, Spec(), ctx("W", 4))
+    assert model.method == "snaive" and model.failure == "LinAlgError: Schur decomposition solver error"
     assert model.reason == "SARIMAX(1, 1, 1) fit failed (LinAlgError: Schur decomposition solver error)"
     assert np.allclose(model.forecast(4, [80])["yhat"], y[-4:])
+    assert "series 'bad'" in caplog.text and "seasonal naive instead" in caplog.text
+    assert model.recipe == Spec().as_params()  # a backtest refits the chosen recipe, with the same fall-back
+
+
+def test_a_value_error_inside_numpy_is_numerical_and_counted(monkeypatch):
+    _broken_fit(monkeypatch, raise_in_numpy=True)
+    feats = series_set({"a": yearly_weekly(61, RNG_SEED)})
+    ev = evaluate_params(Windows(feats, 2, 4, 4), {"p": 1, "d": 1, "q": 1}, cfg(season_length=4))
+    assert ev.metrics["fits_failed"] == 2.0 and "infs or NaNs" in ev.details["reason"].iloc[0]
+
+
+CODING_ERRORS = [TypeError("bad argument"), AttributeError("no such thing"), KeyError("p"), ValueError("our own check")]
+
+
+@pytest.mark.parametrize("exc", CODING_ERRORS)
+def test_a_coding_error_inside_the_fit_propagates(monkeypatch, exc):
+    _broken_fit(monkeypatch, exc)
+    with pytest.raises(type(exc)):
+        fit_series("bug", yearly_weekly(61, RNG_SEED), weeks(61), None, Spec(), ctx("W", 4))
 
 
 def test_non_finite_values_are_an_error_naming_the_series():
     y = np.r_[np.full(30, 5.0), np.inf, np.nan]
     with pytest.raises(ValueError, match="series 'bad' has 2 non-finite value"):
-        fit_series("bad", y, pd.date_range("2020-01-06", periods=32, freq="W-MON"), None, Spec(), ctx())
+        fit_series("bad", y, weeks(32), None, Spec(), ctx())
 
 
-def test_convergence_warnings_are_counted_not_printed(recwarn):
+def test_convergence_warnings_are_counted_and_logged_not_printed(recwarn, caplog):
     rng = np.random.default_rng(RNG_SEED)
     y = rng.normal(0, 1, 60).cumsum()
     spec = Spec(order=(2, 1, 2), trend="ct")
-    model = fit_series("w", y, pd.date_range("2020-01-06", periods=60, freq="W-MON"), None, spec, Context("W", 52, maxiter=5))
+    with caplog.at_level(logging.DEBUG, logger="training.forecast.fit"):
+        model = fit_series("w", y, weeks(60), None, spec, Context("W", 52, maxiter=5))
     assert model.method == "sarimax"
     assert model.convergence_warnings >= 1 and model.warnings >= model.convergence_warnings
-    assert len(recwarn) == 0
+    assert len(recwarn) == 0 and "ConvergenceWarning" in caplog.text
 
 
 def test_low_memory_results_stay_small_and_still_give_intervals():
@@ -215,13 +257,20 @@ def test_served_path_slices_one_forecast_and_matches_statsmodels(spec):
 
 def test_seasonal_terms_need_two_seasons_and_long_seasons_use_fourier():
     y = yearly_weekly(80, RNG_SEED)  # 80 weeks < 2 seasons of 52
-    dates = pd.date_range("2018-01-01", periods=80, freq="W-MON")
-    model = fit_series("w", y, dates, None, Spec(order=(0, 1, 1), fourier=2), ctx())
+    model = fit_series("w", y, weeks(80, "2018-01-01"), None, Spec(order=(0, 1, 1), fourier=2), ctx())
     assert model.design.fourier == 0 and "seasonal terms dropped" in model.reason
     long = np.r_[y, yearly_weekly(40, RNG_SEED + 1)]
-    model = fit_series("w", long, pd.date_range("2018-01-01", periods=120, freq="W-MON"), None,
-                       Spec(order=(0, 1, 1), seasonal=(1, 0, 0), fourier=2), ctx())
+    model = fit_series("w", long, weeks(120, "2018-01-01"), None, Spec(order=(0, 1, 1), seasonal=(1, 0, 0), fourier=2), ctx())
     assert model.design.fourier == 2 and "seasonal ARMA not fitted for s=52" in model.reason
+
+
+def test_weekly_fourier_terms_stay_on_the_calendar_across_years():
+    """Phased on the day of the year: a week of the same date gets the same terms 11 years (574 weeks) later,
+    where counting 52-week seasons would have drifted by 14 days."""
+    mondays = pd.DatetimeIndex(["2018-03-05", "2029-03-05"])
+    terms = fourier_terms(mondays, "W", 52, 2).to_numpy()
+    np.testing.assert_allclose(terms[0], terms[1], atol=1e-12)
+    assert (mondays[1] - mondays[0]).days == 574 * 7 and 574 % 52 == 2
 
 
 # ---- regressors ----
@@ -234,17 +283,49 @@ def test_user_regressor_needs_future_values_and_calendar_flags_do_not():
     feats = series_set({"s": y}, promo=promo)
     feats.calendar = ["december"]
     feats.frame["december"] = (feats.frame["ds"].dt.month == 12).astype(float)
-    fitted = fit_forecaster(feats, {"p": 0, "d": 0, "q": 0, "trend": "c"}, cfg(exog=ExogOptions(columns=["promo"], calendar=["december"])))
+    config = cfg(exog=ExogOptions(columns=["promo"], calendar=["december"]))
+    fitted = FAMILY.fit(feats, {"p": 0, "d": 0, "q": 0, "trend": "c"}, config)
     assert fitted.models["s"].design.columns == ["december", "promo"]
     with pytest.raises(ValueError, match=r"needs future values of regressor\(s\) \['promo'\]"):
         fitted.forecast("s", 2)
     with pytest.raises(ValueError, match="exog has 1 step"):
         fitted.forecast("s", 2, exog={"promo": [1.0]})
     fc = fitted.forecast("s", 2, exog=[{"promo": 1.0}, {"promo": 0.0}])
-    assert fc["yhat"].iloc[0] - fc["yhat"].iloc[1] == pytest.approx(60, abs=5)
+    assert fc.mean[0] - fc.mean[1] == pytest.approx(60, abs=5)
+    example, output = FAMILY.example(fitted, fitted, config)
+    assert "exog" in example.columns and len(output) == len(example) * config.horizon - config.horizon // 2
 
 
-# ---- selection and config ----
+# ---- windows, selection and config ----
+
+
+def test_selection_windows_end_before_the_first_test_origin():
+    feats = series_set({"a": yearly_weekly(120, 1), "b": yearly_weekly(120, 2)})
+    config = cfg(backtest={"folds": 3, "selection_folds": 2, "horizon": 4, "step": 2})
+    split = FAMILY.split(feats, config)
+    first_test = min(split.test.origins(120))
+    assert rolling_origins(120, 3, 4, 2) == [112, 114, 116] and first_test == 112
+    assert split.train.frame.groupby("unique_id").size().eq(first_test).all()
+    assert split.valid.series is split.train
+    valid = split.valid.origins(first_test)
+    assert valid == [106, 108] and max(valid) + config.horizon == first_test
+    test_start = feats.series("a")["ds"].iloc[first_test]
+    assert split.valid.series.frame["ds"].max() < test_start
+
+
+def test_split_names_what_is_too_short():
+    feats = series_set({"a": yearly_weekly(25, 1)})
+    message = r"at most 25 periods; 3 test and 3 selection window\(s\) of 4 periods every 4 need at least 26"
+    with pytest.raises(ValueError, match=message):
+        FAMILY.split(feats, cfg())
+    assert FAMILY.split(feats, cfg(backtest={"selection_folds": 2})).valid.folds == 2
+
+
+def test_shipped_config_splits_the_synthetic_shops_weeks():
+    model = yaml.safe_load((REPO / "configs" / "forecast.yaml").read_text())["model"]
+    config = ForecastConfig(**model)
+    split = FAMILY.split(series_set({"toys": yearly_weekly(103, 1)}), config)  # 104 weeks, the last partial
+    assert len(split.train.frame) == 91 and split.valid.origins(91) == [79, 83, 87]
 
 
 def details(rows: list[tuple[str, float, float]]) -> pd.DataFrame:
@@ -275,10 +356,10 @@ def test_config_rejects_unknown_keys_and_bad_levels():
     with pytest.raises(ValidationError, match="weekend"):
         ForecastConfig(exog={"calendar": ["weekend"]})
     config = ForecastConfig(series={"freq": "M"})
-    assert (config.season, config.horizon, config.step) == (12, 3, 3)
+    assert (config.season, config.horizon, config.step, config.selection_folds) == (12, 3, 3, 3)
 
 
-# ---- the family, end to end, and the pyfunc ----
+# ---- the family, end to end, and the servable model ----
 
 
 def order_lines(seed: int = RNG_SEED) -> Loaded:
@@ -305,34 +386,84 @@ def order_lines(seed: int = RNG_SEED) -> Loaded:
 
 @pytest.fixture(scope="module")
 def job():
-    family = ForecasterFamily()
     config = ForecastConfig(series=SeriesOptions(freq="W", group_by="category"), max_workers=2,
                             search={"p_max": 1, "q_max": 1, "fourier_max": 1})
-    feats = family.features(order_lines(), config)
-    train, holdout = family.split(feats, config)
-    trials = [(p, family.evaluate(train, holdout, p, config)) for p in family.initial_trials(config)[:3]]
-    params = family.select(trials, trials[0][0], config)
-    fitted = family.fit(feats, params, config)
-    return family, config, feats, holdout, trials, fitted
+    feats = FAMILY.features(order_lines(), config)
+    split = FAMILY.split(feats, config)
+    trials = [TrialResult(p, FAMILY.evaluate(split.train, split.valid, p, config)) for p in FAMILY.initial_trials(config)[:3]]
+    params = FAMILY.select(trials, trials[0].params, config)
+    candidate = FAMILY.servable(FAMILY.fit(split.train, params, config), config)
+    fitted = FAMILY.fit(feats, params, config)  # refit on all data: the registered model
+    return config, feats, split, trials, params, candidate, fitted
 
 
 def test_family_runs_end_to_end(job):
-    family, config, feats, holdout, trials, fitted = job
+    config, feats, split, trials, params, candidate, fitted = job
     assert feats.ids == ["toys", "books"] and len(feats.partial) == 1  # the week of 2022-12-26 ends after the data
-    baseline = family.baseline(feats, holdout, config)
+    assert isinstance(candidate, ForecasterModel) and candidate.family == "forecaster"
+    baseline = FAMILY.score(FAMILY.baseline(split.train, config), split.test, config)
     assert baseline.details["mase"].notna().all() and baseline.objective > 0
-    assert all(ev.details is not None and len(ev.details) == 2 for _, ev in trials)
-    assert trials[0][1].details["snaive_mase"].round(9).tolist() == baseline.details["mase"].round(9).tolist()
-    figures, tables, metrics = family.report(fitted, feats, config)
-    assert set(figures) == {"forecast_top_series", "backtest_error_per_fold", "residual_acf"}
-    assert {"backtest_series", "backtest_folds", "models", "partial_periods"} <= set(tables)
-    assert metrics["final_mase"] > 0 and metrics["partial_periods"] == 1.0
+    assert all(t.evaluation.details is not None and len(t.evaluation.details) == 2 for t in trials)
+    on_valid = FAMILY.score(FAMILY.baseline(split.train, config), split.valid, config)
+    assert trials[0].evaluation.details["snaive_mase"].round(9).tolist() == on_valid.details["mase"].round(9).tolist()
+    losses = trials[0].evaluation.losses
+    assert list(losses.columns) == ["series_id", "fold", "step", "ds", "actual", "yhat", "abs_error", "scale"]
+    assert len(losses) == 2 * config.selection_folds * config.horizon
+    assert losses["ds"].max() < split.test.series.series("toys")["ds"].iloc[min(split.test.origins(103))]
+    by_fold = losses.groupby(["series_id", "fold"])
+    fold_mase = by_fold["abs_error"].mean() / by_fold["scale"].first()
+    assert fold_mase.groupby("series_id").mean().mean() == pytest.approx(trials[0].evaluation.objective)
+
+
+def test_a_trial_equals_the_score_of_the_model_fit_would_build(job):
+    config, feats, split, trials, params, candidate, fitted = job
+    for trial in trials[:2]:
+        model = FAMILY.servable(FAMILY.fit(split.train, trial.params, config), config)
+        assert FAMILY.score(model, split.valid, config).objective == pytest.approx(trial.evaluation.objective, rel=1e-12)
+    scored = FAMILY.score(candidate, split.test, config)
+    assert FAMILY.evaluate(split.train, split.test, params, config).objective == pytest.approx(scored.objective, rel=1e-12)
+    assert FAMILY.score(fitted, split.test, config).objective == pytest.approx(scored.objective, rel=1e-12)
+
+
+def test_a_models_score_is_the_same_after_a_pickle_round_trip(job):
+    config, _, split, _, _, candidate, _ = job
+    again = pickle.loads(cloudpickle.dumps(candidate))
+    assert FAMILY.score(again, split.test, config).objective == FAMILY.score(candidate, split.test, config).objective
+
+
+def test_series_the_model_lacks_are_scored_as_seasonal_naive_and_counted(job):
+    config, feats, split, *_ = job
+    toys_only = replace_frame(split.train, split.train.frame[split.train.frame["unique_id"] == "toys"])
+    model = FAMILY.fit(toys_only, {"p": 0, "d": 1, "q": 1}, config)
+    ev = FAMILY.score(model, split.test, config)
+    assert ev.metrics["series_not_in_model"] == 1.0
+    books = ev.details.set_index("unique_id").loc["books"]
+    assert books["method"] == "snaive" and books["mase"] == pytest.approx(books["snaive_mase"])
+    assert FAMILY.evaluate(toys_only, split.test, {"p": 0, "d": 1, "q": 1}, config).objective == pytest.approx(ev.objective)
+
+
+def replace_frame(feats: SeriesSet, frame: pd.DataFrame) -> SeriesSet:
+    return SeriesSet(frame.reset_index(drop=True), feats.freq, feats.exog_columns, feats.calendar)
+
+
+def test_report_is_pure_and_carries_the_test_backtest(job):
+    config, feats, split, _, _, candidate, fitted = job
+    fitted.forecast("toys", 3)  # a served path in the cache must not matter either
+    before = cloudpickle.dumps(fitted)
+    report = FAMILY.report(fitted, feats, config)
+    assert cloudpickle.dumps(fitted) == before
+    assert isinstance(report, Report)
+    assert set(report.figures) == {"forecast_top_series", "test_error_per_fold", "residual_acf"}
+    assert {"test_series", "test_folds", "models", "partial_periods"} <= set(report.tables)
+    assert report.metrics["partial_periods"] == 1.0
+    scored = FAMILY.score(candidate, split.test, config)
+    assert report.tables["test_series"]["mase"].mean() == pytest.approx(scored.objective)
 
 
 def test_parallel_and_serial_backtests_agree(job):
-    family, config, feats, holdout, trials, _ = job
-    serial = family.evaluate(feats, holdout, trials[0][0], config.model_copy(update={"max_workers": 1}))
-    assert serial.objective == pytest.approx(trials[0][1].objective)
+    config, _, split, trials, *_ = job
+    serial = FAMILY.evaluate(split.train, split.valid, trials[0].params, config.model_copy(update={"max_workers": 1}))
+    assert serial.objective == pytest.approx(trials[0].evaluation.objective)
 
 
 def test_unknown_series_id_names_the_known_ones(job):
@@ -341,15 +472,27 @@ def test_unknown_series_id_names_the_known_ones(job):
         fitted.forecast("games", 3)
 
 
+def test_forecast_starts_after_the_data_and_specs_are_the_recipes(job):
+    config, feats, _, _, params, _, fitted = job
+    fc = fitted.forecast("books", 3, [50])
+    assert fc.starts[0] == feats.frame["ds"].max() + pd.Timedelta(weeks=1) and set(fc.bounds) == {50}
+    specs = fitted.series_specs()
+    assert set(specs) == {"toys", "books"}
+    assert all(s == Spec.from_params(params["per_series"][u]).as_params() for u, s in specs.items())
+
+
 def test_pyfunc_round_trip(job, tmp_path):
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     import mlflow.pyfunc
     from mlflow.models import infer_signature
 
-    family, config, _, holdout, _, fitted = job
-    model, example, output = family.pyfunc(fitted, config)
+    from serving.models.registry import code_paths, unwrap
+
+    config, _, split, _, _, _, fitted = job
+    model = FAMILY.servable(fitted, config)
+    example, output = FAMILY.example(model, fitted, config)
     mlflow.pyfunc.save_model(tmp_path / "m", python_model=model, input_example=example,
-                             signature=infer_signature(example, output))
+                             signature=infer_signature(example, output), code_paths=[str(p) for p in code_paths()])
     loaded = mlflow.pyfunc.load_model(str(tmp_path / "m"))
     out = loaded.predict(pd.DataFrame({"series_id": ["books"], "horizon": [3], "levels": [[50, 90]]}))
     assert out.columns.tolist() == ["series_id", "step", "ds", "yhat", "model", "lo_50", "hi_50", "lo_90", "hi_90"]
@@ -364,6 +507,6 @@ def test_pyfunc_round_trip(job, tmp_path):
     ]:
         with pytest.raises(Exception, match=message):
             loaded.predict(pd.DataFrame(bad))
-    assert family.score_model(loaded, holdout, config) == pytest.approx(family.evaluate(
-        holdout.series, holdout, {"method": "snaive", "per_series": {
-            u: {**m.params} for u, m in fitted.models.items()}}, config).objective)
+    champion = unwrap(loaded, "forecaster")
+    assert isinstance(champion, ForecastModel)
+    assert FAMILY.score(champion, split.test, config).objective == FAMILY.score(model, split.test, config).objective
