@@ -1,16 +1,19 @@
 """Customer features (recency, frequency, monetary, ...) from `OrderLines`, one row per customer.
 
-Used by the segmenter at training time and by the service to turn raw order lines into model inputs,
-so both compute them the same way. Vectorised with integer codes and `np.bincount` (1M lines ~1 s).
+Used by the segmenter at training time, by the service to turn raw order lines into model inputs
+and by the RFM KPI (`features.kpis.rfm`), so all of them compute recency, frequency and monetary
+the same way. Vectorised with integer codes and `np.bincount` (1M lines ~1 s).
 
-Definitions (days are calendar days, times of day ignored):
-- reference date: the configured one, else the data's last order date + 1 day; lines dated after it
-  are left out and counted (`lines_after_reference`).
+Definitions (days are calendar days, times of day ignored), the only ones in the project:
+- reference date (`reference_day`): the configured one, else the data's last order date + 1 day, so
+  a customer who bought on the last day has recency 1; lines dated after it are left out and counted
+  (`lines_after_reference`).
 - recency: days from the customer's last purchase (sales line) to the reference date.
 - frequency: distinct orders with at least one sales line.
-- monetary: net revenue, `contract.line_revenue` summed over sales lines plus return lines (returns
-  are negative), so a customer who only returned goods in the window has a negative monetary value:
-  kept, flagged in `nonpositive_monetary` and counted, never dropped.
+- monetary: NET revenue, `contract.line_revenue` summed over sales lines plus return lines
+  (returns are negative; `aov` is the gross one, per order), so a customer who only returned goods
+  in the window has a negative monetary value: kept, flagged in `nonpositive_monetary` and counted,
+  never dropped.
 - quantity: units bought (sales lines).
 - tenure: days from the first purchase to the reference date.
 - aov: sales revenue (before returns) per order; 0 for a customer without orders.
@@ -30,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from features.contract import line_revenue
+from features.counting import distinct_count
 
 FEATURES = ["recency", "frequency", "monetary", "quantity", "tenure", "aov", "return_rate"]
 NEEDED_COLUMNS = ["order_id", "order_date", "customer_id", "quantity", "unit_price", "discount", "returned"]
@@ -52,8 +56,12 @@ class CustomerFeatures:
         return CustomerFeatures(table, list(self.available), dict(self.omitted), dict(self.stats), self.reference_date)
 
 
-def signed_log1p(x):
-    """log1p that keeps the sign: safe for negative monetary values (returns only) and monotone."""
+def signed_log1p(x: np.ndarray) -> np.ndarray:
+    """log1p that keeps the sign: safe for negative monetary values (returns only) and monotone.
+
+    Registered segmenters pickle a reference to this function (their pipeline's transform), so it
+    stays here, in a module that imports only numpy and pandas, where every served model finds it.
+    """
     return np.sign(x) * np.log1p(np.abs(x))
 
 
@@ -72,7 +80,7 @@ def build_customer_features(
     if lines.empty:
         raise ValueError("no order lines: cannot build customer features")
     days = lines["order_date"].to_numpy().astype("datetime64[D]").astype(np.int64)
-    ref = _reference_day(days, reference_date)
+    ref = reference_day(days, reference_date)
     has_customer = lines["customer_id"].notna().to_numpy()
     in_window = days <= ref
     used = has_customer & in_window
@@ -97,7 +105,8 @@ def build_customer_features(
     return CustomerFeatures(table, available, omitted, stats, pd.Timestamp(np.datetime64(ref, "D")))
 
 
-def _reference_day(days: np.ndarray, reference_date: date | pd.Timestamp | str | None) -> int:
+def reference_day(days: np.ndarray, reference_date: date | pd.Timestamp | str | None = None) -> int:
+    """The day recency and tenure count to (days since 1970-01-01): the given date, else last day + 1."""
     if reference_date is None:
         return int(days.max()) + 1
     return int(np.datetime64(pd.Timestamp(reference_date).date(), "D").astype(np.int64))
@@ -118,7 +127,7 @@ def _aggregate(lines: pd.DataFrame, days: np.ndarray, ref: int) -> tuple[pd.Data
     bought, returned_units = total(sale, qty), total(is_return, -qty)
     sales_revenue = total(sale, revenue)
     monetary = sales_revenue + total(is_return, revenue)
-    frequency = _distinct_orders(codes[sale], pd.factorize(lines["order_id"])[0][sale], n)
+    frequency = distinct_count(codes[sale], pd.factorize(lines["order_id"])[0][sale], n)
     has_sale = np.bincount(codes[sale], minlength=n) > 0
     first, last = _first_last(codes, days, sale, has_sale, n)
     return_rate, capped = _return_rate(bought, returned_units)
@@ -142,15 +151,6 @@ def _aggregate(lines: pd.DataFrame, days: np.ndarray, ref: int) -> tuple[pd.Data
         "return_lines_used": int(is_return.sum()),
     }
     return table, counts
-
-
-def _distinct_orders(codes: np.ndarray, order_codes: np.ndarray, n: int) -> np.ndarray:
-    """Distinct (customer, order) pairs per customer: pd.unique on one int64 key is the fast path."""
-    if len(codes) == 0:
-        return np.zeros(n, dtype=np.int64)
-    width = np.int64(order_codes.max()) + 1
-    pairs = pd.unique(codes.astype(np.int64) * width + order_codes)
-    return np.bincount(pairs // width, minlength=n)
 
 
 def _first_last(codes, days, sale, has_sale, n) -> tuple[np.ndarray, np.ndarray]:

@@ -98,7 +98,7 @@ class Basket(BaseModel):
 class RecommendRequest(BaseModel):
     model_config = STRICT
     baskets: list[Basket] = Field(min_length=1)
-    k: int = Field(5, ge=1)
+    k: int | None = Field(None, ge=1, description="items per basket (a basket's own k wins); the model's default when absent")
 
 
 class Recommendation(Out):

@@ -4,23 +4,26 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field, field_validator
 
-from features.config_io import parse_model, read_yaml
+from features.config_io import Strict, parse_model, read_yaml
+from serving.models.registry import FAMILIES
 
 DEFAULT_CONFIG = Path("configs/serve.yaml")
 
 
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
 class ModelSpec(Strict):
-    family: Literal["segmenter", "forecaster", "recommender"]
+    family: str = Field(description="a model family of serving.models.registry.FAMILIES")
     name: str = Field(description="registered model name")
     alias: str = "champion"
+
+    @field_validator("family")
+    @classmethod
+    def _known_family(cls, v: str) -> str:
+        if v not in FAMILIES:
+            raise ValueError(f"unknown model family {v!r}; known: {', '.join(FAMILIES)}")
+        return v
 
 
 class Limits(Strict):
@@ -41,6 +44,15 @@ class ServeSettings(Strict):
     limits: Limits = Limits()
     api_token_env: str = Field("ECOMLAB_API_TOKEN", description="environment variable that holds the API token")
     workers: int = Field(1, ge=1)
+
+    @field_validator("models")
+    @classmethod
+    def _one_per_family(cls, v: list[ModelSpec]) -> list[ModelSpec]:
+        families = [m.family for m in v]
+        twice = sorted({f for f in families if families.count(f) > 1})
+        if twice:
+            raise ValueError(f"one model per family: {', '.join(twice)} configured more than once")
+        return v
 
 
 def load_settings(path: str | Path | None = None) -> ServeSettings:

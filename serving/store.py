@@ -1,7 +1,8 @@
 """The served models: loaded from the registry by alias, swapped atomically when the alias moves.
 
 A request takes one `Served` snapshot and uses it to the end, so a swap never breaks a request in
-flight. A registry that cannot be reached keeps the current models serving and is reported.
+flight. A registry that cannot be reached, a version whose artifacts cannot be loaded and a model
+that is not a servable model of its family all keep the current version serving, and are reported.
 """
 
 from __future__ import annotations
@@ -17,13 +18,20 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
 
+from serving.models.registry import NotServable, unwrap  # noqa: E402
 from serving.settings import ModelSpec, ServeSettings  # noqa: E402
+from serving.tracking_uri import redact, resolve_tracking_uri, scrub  # noqa: E402
 
 log = logging.getLogger("ecomlab.serving")
+UNREACHABLE = ("connection", "unreachable", "timed out", "max retries", "unable to open database", "operationalerror")
+
+__all__ = ["ModelStore", "ModelUnavailable", "Served", "redact"]
 
 
 @dataclass(frozen=True)
 class Served:
+    """One loaded version; `model` is the servable python model (it implements its family's Protocol)."""
+
     family: str
     name: str
     alias: str
@@ -38,6 +46,7 @@ class Served:
 class Status:
     served: dict[str, Served] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
+    rejected: dict[str, tuple[str, str]] = field(default_factory=dict)  # family -> (version, why it is not servable)
     last_check: float = 0.0
     registry_error: str | None = None
 
@@ -49,7 +58,7 @@ class ModelUnavailable(RuntimeError):
 class ModelStore:
     def __init__(self, settings: ServeSettings) -> None:
         self.settings = settings
-        self.uri = os.environ.get("MLFLOW_TRACKING_URI") or settings.tracking_uri or _default_uri()
+        self.uri = resolve_tracking_uri(settings.tracking_uri)
         self._status = Status()
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -70,7 +79,8 @@ class ModelStore:
         for spec in self.settings.models:
             if spec.family not in self._status.served:
                 why = self._status.errors.get(spec.family, "not loaded yet")
-                reasons.append(f"{spec.family} ({spec.name}@{spec.alias}): {'registry unreachable' if why == registry_error else why}")
+                why = "registry unreachable" if why == registry_error else why
+                reasons.append(f"{spec.family} ({spec.name}@{spec.alias}): {why}")
         if not self.settings.models:
             reasons.append("no models configured (configs/serve.yaml: models)")
         if reasons and registry_error:
@@ -78,23 +88,21 @@ class ModelStore:
         return (not reasons, reasons)
 
     def describe(self) -> list[dict[str, Any]]:
-        out = []
-        for spec in self.settings.models:
-            served = self._status.served.get(spec.family)
-            out.append(
-                {
-                    "family": spec.family,
-                    "name": spec.name,
-                    "alias": spec.alias,
-                    "version": served.version if served else None,
-                    "run_id": served.run_id if served else None,
-                    "metrics": served.metrics if served else {},
-                    "loaded_at": served.loaded_at if served else None,
-                    "status": "serving" if served else "unavailable",
-                    "error": self._status.errors.get(spec.family),
-                }
-            )
-        return out
+        return [self._describe_one(spec) for spec in self.settings.models]
+
+    def _describe_one(self, spec: ModelSpec) -> dict[str, Any]:
+        served = self._status.served.get(spec.family)
+        return {
+            "family": spec.family,
+            "name": spec.name,
+            "alias": spec.alias,
+            "version": served.version if served else None,
+            "run_id": served.run_id if served else None,
+            "metrics": served.metrics if served else {},
+            "loaded_at": served.loaded_at if served else None,
+            "status": "serving" if served else "unavailable",
+            "error": self._status.errors.get(spec.family),
+        }
 
     @property
     def registry_error(self) -> str | None:
@@ -118,36 +126,55 @@ class ModelStore:
                     continue
                 try:
                     self._refresh_one(client, spec)
-                except Exception as exc:
-                    reason = _scrub(f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}", self.uri)
-                    if _is_unreachable(exc):
-                        reason = registry_error = f"registry unreachable at {redact(self.uri)}: {reason}"
-                    if self._status.errors.get(spec.family) != reason:  # logged when it starts or changes, not every round
-                        log.warning("model %s@%s not (re)loaded: %s", spec.name, spec.alias, reason)
-                    self._status.errors[spec.family] = reason
+                except Exception as exc:  # whatever stops a version loading, the served one keeps serving
+                    registry_error = self._failed(spec, exc) or registry_error
             if self._status.registry_error and registry_error is None:
                 log.warning("registry reachable again at %s", redact(self.uri))
             self._status.registry_error = registry_error
             self._status.last_check = time.time()
 
+    def _failed(self, spec: ModelSpec, exc: Exception) -> str | None:
+        """Record why `spec` did not (re)load; the registry error when the registry is unreachable."""
+        reason = scrub(f"{type(exc).__name__}: {_first_line(exc)[:300]}", self.uri)
+        registry_error = None
+        if _is_unreachable(exc):
+            reason = registry_error = f"registry unreachable at {redact(self.uri)}: {reason}"
+        if self._status.errors.get(spec.family) != reason:  # logged when it starts or changes, not every round
+            log.warning("model %s@%s not (re)loaded: %s", spec.name, spec.alias, reason)
+        self._status.errors[spec.family] = reason
+        return registry_error
+
     def _refresh_one(self, client: Any, spec: ModelSpec) -> None:
+        """Load the version `spec`'s alias points to, unless it is the one served or one already rejected.
+
+        The version is resolved first and loaded by number, so the version reported is the one loaded
+        even when the alias moves between the two calls.
+        """
         import mlflow
 
         mv = client.get_model_version_by_alias(spec.name, spec.alias)
+        version = str(mv.version)
         current = self._status.served.get(spec.family)
-        if current is not None and current.version == str(mv.version):
+        if current is not None and current.version == version:
             self._status.errors.pop(spec.family, None)
             return
-        model = mlflow.pyfunc.load_model(f"models:/{spec.name}/{mv.version}")
-        metrics = {}
-        if mv.run_id:
-            metrics = {k: v for k, v in client.get_run(mv.run_id).data.metrics.items() if k.startswith("best_")}
-        served = Served(spec.family, spec.name, spec.alias, str(mv.version), mv.run_id or "", model, metrics, time.time())
+        rejected = self._status.rejected.get(spec.family)
+        if rejected is not None and rejected[0] == version:  # not servable: loading it again changes nothing
+            raise NotServable(rejected[1])
+        loaded = mlflow.pyfunc.load_model(f"models:/{spec.name}/{version}")
+        try:
+            model = unwrap(loaded, spec.family)
+        except NotServable as exc:
+            self._status.rejected[spec.family] = (version, f"version {version}: {exc}")
+            raise NotServable(self._status.rejected[spec.family][1]) from None
+        metrics = _run_metrics(client, mv.run_id)
+        served = Served(spec.family, spec.name, spec.alias, version, mv.run_id or "", model, metrics, time.time())
         new = dict(self._status.served)
         new[spec.family] = served
         self._status.served = new  # one reference assignment: requests see the old or the new dict
         self._status.errors.pop(spec.family, None)
-        log.info("serving %s version %s as %s", spec.name, mv.version, spec.family)
+        self._status.rejected.pop(spec.family, None)
+        log.info("serving %s version %s as %s", spec.name, version, spec.family)
 
     def start_reloading(self) -> None:
         if self.settings.reload_interval_s <= 0 or self._thread is not None:
@@ -162,33 +189,22 @@ class ModelStore:
         while not self._stop.wait(self.settings.reload_interval_s):
             try:
                 self.refresh()
-            except Exception:  # never let the reload thread die
+            except Exception:  # the reload thread must outlive any one round; the traceback is logged
                 log.exception("reload failed")
 
 
-def _default_uri() -> str:
-    from pathlib import Path
-
-    return f"sqlite:///{(Path.cwd() / 'mlflow.db').resolve()}"
-
-
-def _credentials(uri: str) -> str:
-    """The user-info part of a URI (`user:password` in scheme://user:password@host), or ''."""
-    return uri.split("://", 1)[1].split("@", 1)[0] if "@" in uri and "://" in uri else ""
+def _run_metrics(client: Any, run_id: str | None) -> dict[str, float]:
+    """The `best_*` metrics of the run that logged the version (what /models shows), or none."""
+    if not run_id:
+        return {}
+    return {k: v for k, v in client.get_run(run_id).data.metrics.items() if k.startswith("best_")}
 
 
-def redact(uri: str) -> str:
-    """A tracking URI without credentials."""
-    secret = _credentials(uri)
-    return uri.replace(f"://{secret}@", "://***@", 1) if secret else uri
-
-
-def _scrub(text: str, uri: str) -> str:
-    """An error message without the credentials of the tracking URI (it is shown on /readyz and /models)."""
-    secret = _credentials(uri)
-    return text.replace(secret, "***") if secret else text
+def _first_line(exc: Exception) -> str:
+    lines = str(exc).splitlines()
+    return lines[0] if lines else ""
 
 
 def _is_unreachable(exc: Exception) -> bool:
     text = f"{type(exc).__name__} {exc}".lower()
-    return any(word in text for word in ("connection", "unreachable", "timed out", "max retries", "unable to open database", "operationalerror"))
+    return any(word in text for word in UNREACHABLE)

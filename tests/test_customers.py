@@ -1,4 +1,5 @@
-"""Customer feature builder: values hand-checked on a tiny frame, exclusions counted, returns optional."""
+"""Customer feature builder: values hand-checked on a tiny frame, exclusions counted, returns optional;
+the RFM definitions (scores, grid, reference date, net monetary) shared by the KPI and the segmenter."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import pandas as pd
 import pytest
 
 from features.customers import FEATURES, build_customer_features, signed_log1p
+from features.kpis.rfm import rfm, rfm_table
+from features.rfm import SEGMENT_GRID, SEGMENTS, grid_segment, quintile_score
 
 
 def order_lines(rows: list[tuple]) -> pd.DataFrame:
@@ -126,3 +129,27 @@ def test_signed_log1p_keeps_sign_and_order() -> None:
     y = signed_log1p(x)
     assert np.all(np.diff(y) > 0)
     assert y[2] == 0 and y[0] == -y[4] == pytest.approx(-np.log1p(100))
+
+
+def test_rfm_kpi_uses_the_customer_features(tiny: pd.DataFrame) -> None:
+    """One definition: the KPI's recency (to the last date + 1 day), frequency and NET monetary are the features'."""
+    lines = tiny.assign(category="all", channel=pd.array([None] * len(tiny), dtype="string"))
+    table = rfm_table(lines).set_index("customer_id")
+    feats = build_customer_features(tiny).table.set_index("customer_id")
+    assert list(table.index) == ["A", "B"]  # C only returned goods: no purchase to score
+    for col in ["recency", "frequency", "monetary"]:
+        assert table[col].tolist() == feats.loc[["A", "B"], col].tolist()
+    assert table.loc["A", "monetary"] == 44  # 54 bought, 10 returned
+    assert rfm(lines)["reference_date"] == "2024-01-26"
+
+
+def test_quintile_scores_against_a_reference() -> None:
+    train = np.arange(10.0)
+    assert quintile_score(train, train).tolist() == quintile_score(train).tolist() == [1, 1, 2, 2, 3, 3, 4, 4, 5, 5]
+    # new values get the training quintiles; outside the training range they get the end scores
+    assert quintile_score(np.array([-5.0, 4.5, 4.0, 100.0]), train).tolist() == [1, 3, 3, 5]
+
+
+def test_one_vocabulary_of_segment_names() -> None:
+    assert set(SEGMENT_GRID.ravel()) == set(SEGMENTS)
+    assert grid_segment(np.array([5, 1]), np.array([5, 1]), np.array([4, 1])).tolist() == ["champions", "lost"]

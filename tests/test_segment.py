@@ -1,24 +1,33 @@
-"""K-means segmenter: planted segments recovered, behaviour of the served model, names, config."""
+"""K-means segmenter: planted segments recovered, THE score, behaviour of the served model, names, config."""
 
 from __future__ import annotations
 
+import pickle
+
+import cloudpickle
 import numpy as np
 import optuna
 import pandas as pd
 import pytest
 from pydantic import ValidationError
-from sklearn.metrics import adjusted_rand_score
+from sklearn.metrics import adjusted_rand_score, silhouette_score
 
 from features.contract import Accounting, Loaded, Quarantine
 from features.customers import FEATURES, CustomerFeatures
+from features.rfm import RFM, SEGMENT_GRID, SEGMENTS
+from serving.models.base import SegmenterModel
+from serving.models.segmenter import SegmentModel, check_features
+from training.family import Report, Split
 from training.segment import (
+    RFMBaseline,
     SegmentConfig,
     SegmenterFamily,
-    SegmentModel,
-    check_features,
+    common_space,
     fit_segmenter,
     name_segments,
+    score_segments,
 )
+from training.segment.scoring import scored_sample
 
 # planted groups: customers, orders per customer, days they buy on (of 2024), unit price, return share
 GROUPS = {
@@ -27,17 +36,23 @@ GROUPS = {
     "lapsed": (50, (3, 5), (0, 30), 30.0, 0.3),
     "occasional": (50, (1, 2), (160, 190), 3.0, 0.0),
 }
-NAMES = {
-    "high-value loyal", "loyal", "new", "at risk", "lapsed", "low-value occasional", "big spenders", "returners", "regular",
-}
+# the same, but the lapsed customers bought once (~$60), long ago; `trap_lines` has each of them return a unit
+TRAP = {**GROUPS, "lapsed": (50, (1, 1), (0, 30), 10.0, 0.0), "occasional": (50, (2, 3), (160, 190), 5.0, 0.0)}
 
 
-def planted_lines(seed: int = 0, returns: bool = True) -> tuple[pd.DataFrame, pd.Series]:
+def base_name(name: str) -> str:
+    """A segment name without its qualifier and its " 2" disambiguation."""
+    name = name.split(" (")[0]
+    head, _, tail = name.rpartition(" ")
+    return head if tail.isdigit() else name
+
+
+def planted_lines(seed: int = 0, returns: bool = True, groups: dict = GROUPS) -> tuple[pd.DataFrame, pd.Series]:
     """Order lines of four clearly separated customer groups, and each customer's true group."""
     rng = np.random.default_rng(seed)
     start = pd.Timestamp("2024-01-01")
     rows, truth = [], {}
-    for g, (n, (o_lo, o_hi), (d_lo, d_hi), price, return_share) in enumerate(GROUPS.values()):
+    for g, (n, (o_lo, o_hi), (d_lo, d_hi), price, return_share) in enumerate(groups.values()):
         for c in range(n):
             cid = f"g{g}c{c}"
             truth[cid] = g
@@ -59,6 +74,14 @@ def planted_lines(seed: int = 0, returns: bool = True) -> tuple[pd.DataFrame, pd
     return frame, pd.Series(truth)
 
 
+def trap_lines() -> pd.DataFrame:
+    """`TRAP`'s lines plus one returned unit per lapsed customer's order: they alone return goods."""
+    lines, _ = planted_lines(groups=TRAP)
+    lapsed = lines[lines["customer_id"].str.startswith("g2c").fillna(False)].drop_duplicates("order_id")
+    returns = lapsed.assign(quantity=np.int64(-1), returned=True)
+    return pd.concat([lines, returns], ignore_index=True)
+
+
 def loaded(lines: pd.DataFrame) -> Loaded:
     return Loaded(lines, Quarantine(), Accounting(len(lines), len(lines), 0, 0), name="planted")
 
@@ -78,41 +101,51 @@ def planted():
 
 
 @pytest.fixture(scope="module")
+def split(planted) -> Split:
+    family, feats, _ = planted
+    return family.split(feats, CFG)
+
+
+@pytest.fixture(scope="module")
 def fitted(planted):
     family, feats, _ = planted
     return family.fit(feats, PARAMS, CFG)
 
 
-def test_tuned_model_recovers_planted_segments(planted) -> None:
+def test_tuned_model_recovers_planted_segments_and_beats_the_baseline(planted, split) -> None:
     family, feats, truth = planted
-    train, holdout = family.split(feats, CFG)
     results = {}
 
     def objective(trial: optuna.Trial) -> float:
         params = family.search_space(trial, CFG)
-        results[trial.number] = (params, family.evaluate(train, holdout, params, CFG))
+        results[trial.number] = (params, family.evaluate(split.train, split.valid, params, CFG))
         return results[trial.number][1].objective
 
     study = optuna.create_study(direction=family.direction, sampler=optuna.samplers.TPESampler(seed=7))
+    for params in family.initial_trials(CFG):
+        study.enqueue_trial(params)
     study.optimize(objective, n_trials=16)
-    best_params, best = results[study.best_trial.number]
-    baseline = family.baseline(train, holdout, CFG)
-    assert best.objective > baseline.objective
-    assert set(best.metrics) >= {"calinski_harabasz", "davies_bouldin", "silhouette_comparable"}
+    best_params = family.select([], results[study.best_trial.number][0], CFG)
+    candidate = family.score(family.servable(family.fit(split.train, best_params, CFG), CFG), split.test, CFG)
+    baseline = family.score(family.baseline(split.train, CFG), split.test, CFG)
+    assert candidate.objective > baseline.objective
+    assert set(candidate.metrics) >= {"calinski_harabasz", "davies_bouldin", "silhouette_raw", "degenerate"}
     labels = family.fit(feats, best_params, CFG).predict(feats.table)
     ari = adjusted_rand_score(truth.loc[feats.table["customer_id"]].to_numpy(), labels)
     assert ari >= 0.8, (best_params, ari)
 
 
-def test_split_is_seeded_and_disjoint(planted) -> None:
+def test_split_is_seeded_disjoint_and_three_way(planted, split) -> None:
     family, feats, _ = planted
-    train, holdout = family.split(feats, CFG)
-    again, _ = family.split(feats, CFG)
-    ids_train, ids_holdout = set(train.table["customer_id"]), set(holdout.table["customer_id"])
-    assert not ids_train & ids_holdout
-    assert len(ids_train) + len(ids_holdout) == len(feats.table)
-    assert len(ids_holdout) == round(0.2 * len(feats.table))
-    assert list(again.table["customer_id"]) == list(train.table["customer_id"])
+    again = family.split(feats, CFG)
+    parts = [set(s.table["customer_id"]) for s in (split.train, split.valid, split.test)]
+    assert not (parts[0] & parts[1] or parts[0] & parts[2] or parts[1] & parts[2])
+    assert sum(map(len, parts)) == len(feats.table)
+    assert len(parts[2]) == round(0.2 * len(feats.table)) and len(parts[1]) == round(0.2 * len(feats.table))
+    assert list(again.train.table["customer_id"]) == list(split.train.table["customer_id"])
+    assert list(again.test.table["customer_id"]) == list(split.test.table["customer_id"])
+    with pytest.raises(ValueError, match="too few customers"):
+        family.split(feats.subset(np.arange(40)), CFG)
 
 
 def test_lines_without_customer_are_counted(planted) -> None:
@@ -123,7 +156,7 @@ def test_lines_without_customer_are_counted(planted) -> None:
 
 def test_identical_customers_get_the_same_segment(planted, fitted) -> None:
     family, feats, _ = planted
-    model, _, _ = family.pyfunc(fitted, CFG)
+    model = family.servable(fitted, CFG)
     rows = feats.table.iloc[[0, 60, 120, 180]][FEATURES].reset_index(drop=True)
     twins = pd.concat([rows, rows.iloc[::-1]], ignore_index=True)
     twins.insert(0, "customer_id", [f"x{i}" for i in range(len(twins))])
@@ -132,43 +165,66 @@ def test_identical_customers_get_the_same_segment(planted, fitted) -> None:
     assert out["segment_id"].tolist()[:4] == out["segment_id"].tolist()[4:][::-1]
 
 
-def test_segment_names_unique_readable_and_profiled(fitted) -> None:
+def test_servable_model_implements_the_protocol(planted, fitted) -> None:
+    family, _, _ = planted
+    model = family.servable(fitted, CFG)
+    assert isinstance(model, SegmenterModel) and model.family == "segmenter"
+    assert type(model).__module__ == "serving.models.segmenter"
+    assert isinstance(family.baseline(family.split(planted[1], CFG).train, CFG), SegmenterModel)
+
+
+def test_segment_names_unique_from_the_rfm_vocabulary_and_profiled(fitted) -> None:
     names = list(fitted.names.values())
     assert len(set(names)) == len(names) == PARAMS["k"]
-    assert all(name.rsplit(" ", 1)[0] in NAMES or name in NAMES for name in names)
+    assert all(base_name(name) in SEGMENTS for name in names), names
     profiles = fitted.profiles
     assert profiles["share"].sum() == pytest.approx(1.0)
     assert profiles["revenue_share"].sum() == pytest.approx(1.0)
     assert profiles["revenue_share"].is_monotonic_decreasing  # segment 0 brings the most revenue
     assert {f"mean_{f}" for f in FEATURES} <= set(profiles.columns)
+    assert {"score_r", "score_f", "score_m"} <= set(profiles.columns)
 
 
-def test_names_follow_the_rules_and_are_disambiguated() -> None:
-    zs = pd.DataFrame(
-        {
-            "recency": [-1.0, -0.8, 1.2, 1.0, 0.0],
-            "frequency": [1.5, 1.2, -1.0, 0.5, 0.7],
-            "monetary": [1.4, 1.1, -1.0, 0.2, -0.2],
-            "tenure": [0.5, 0.5, 0.3, 0.4, 0.1],
-            "aov": [0.2, 0.1, -0.6, 0.0, 0.0],
-            "return_rate": [0.0, 0.0, 0.0, 0.0, 0.0],
-        }
+def test_names_follow_the_grid_qualifiers_and_are_disambiguated() -> None:
+    scores = pd.DataFrame(
+        {"r": [4.8, 4.6, 1.2, 1.4, 3.0], "f": [4.9, 4.7, 1.0, 3.4, 3.1], "m": [4.7, 4.4, 1.3, 3.3, 2.6]}
     )
-    assert name_segments(zs, 5) == {0: "high-value loyal", 1: "high-value loyal 2", 2: "lapsed", 3: "at risk", 4: "loyal"}
-    spenders = pd.DataFrame(
-        {"recency": [-0.2, 0.1, 0.0], "frequency": [0.6, 0.1, -0.6], "monetary": [0.7, 0.8, -0.7], "aov": [0.1, 1.2, -0.5]}
-    )
-    assert name_segments(spenders, 3) == {0: "loyal", 1: "big spenders", 2: "low-value occasional"}
-    new = pd.DataFrame(
-        {"recency": [-0.9], "frequency": [-0.7], "monetary": [-0.4], "tenure": [-1.5], "return_rate": [1.4]}
-    )
-    assert name_segments(new, 1) == {0: "returners"}
-    assert name_segments(new.drop(columns=["return_rate"]), 1) == {0: "new"}
+    none = pd.DataFrame(index=range(5))
+    expected = {0: "champions", 1: "champions 2", 2: "lost", 3: "at risk", 4: "need attention"}
+    assert name_segments(scores, none, 5) == expected
+    zs = pd.DataFrame({"return_rate": [0.1, 1.6, -0.2, 0.3, -1.2], "tenure": [0.2, -1.1, 0.0, 0.0, 0.4]})
+    assert name_segments(scores, zs, 5) == {
+        0: "champions", 1: "champions (high returns)", 2: "lost", 3: "at risk", 4: "need attention (few returns)",
+    }
+    # an RFM axis the model does not use counts as the middle score: R = 5, F = M = 3 -> FM 3
+    assert name_segments(scores[["r"]].iloc[[0]], none, 1) == {0: "potential loyalist"}
+    # a feature the model does not use is never passed: no qualifier from it
+    one = scores.iloc[[1]].reset_index(drop=True), zs.iloc[[1]][["tenure"]].reset_index(drop=True)
+    assert name_segments(*one, 1) == {0: "champions (recently joined)"}
+
+
+def test_names_use_only_the_models_features() -> None:
+    """The customer with recency 700, one order and $50 spent lands among lapsed customers who return a lot
+    of goods: a model trained without return_rate must not name their segment after returns."""
+    family = SegmenterFamily()
+    feats = family.features(loaded(trap_lines()), CFG)
+    fitted = family.fit(feats, {"k": 4, "feature_set": "rfm", "transform": "log1p", "n_init": 3}, CFG)
+    model = family.servable(fitted, CFG)
+    out = model.predict(None, pd.DataFrame({"recency": [700.0], "frequency": [1.0], "monetary": [50.0]}))
+    seg, name = int(out["segment_id"].iloc[0]), str(out["segment_name"].iloc[0])
+    profile = fitted.profiles.set_index("segment_id").loc[seg]
+    assert profile["z_return_rate"] >= 1.0  # the trap: the segment's members do return a lot
+    assert "return" not in name and base_name(name) in SEGMENT_GRID[:2].ravel(), name  # R = 1 or 2: long gone
+    assert all("(" not in n for n in fitted.names.values())  # rfm only: no qualifier at all
+    with_returns = family.fit(feats, {"k": 4, "feature_set": "value", "transform": "log1p", "n_init": 3}, CFG)
+    assert "high returns" in with_returns.names[int(family.servable(with_returns, CFG).assign(
+        np.array([[700.0, 1.0, 50.0, 50.0, 0.5]]))[0])]  # a model that saw return_rate may say so
 
 
 def test_pyfunc_rejects_bad_input_with_clear_errors(planted, fitted) -> None:
     family, feats, _ = planted
-    model, example, _ = family.pyfunc(fitted, CFG)
+    model = family.servable(fitted, CFG)
+    example, _ = family.example(model, fitted, CFG)
     with pytest.raises(ValueError, match=r"missing feature column\(s\) \['tenure'\]"):
         model.predict(None, example.drop(columns=["tenure"]))
     bad = example.copy()
@@ -184,16 +240,76 @@ def test_pyfunc_rejects_bad_input_with_clear_errors(planted, fitted) -> None:
         check_features(text, fitted.features)
 
 
+def manual_silhouette(model: SegmenterModel, evaluation: CustomerFeatures) -> float:
+    """The score written out: the model's labels, in the standardised signed log1p space of its features."""
+    sample = scored_sample(evaluation, CFG)
+    x = sample[model.features].to_numpy(dtype=np.float64)
+    return float(silhouette_score(common_space(x), model.assign(x)))
+
+
+def test_a_trial_equals_the_score_of_the_servable_model(planted, split) -> None:
+    family, _, _ = planted
+    trial = family.evaluate(split.train, split.valid, PARAMS, CFG)
+    model = family.servable(family.fit(split.train, PARAMS, CFG), CFG)
+    scored = family.score(model, split.valid, CFG)
+    assert trial.objective == scored.objective == pytest.approx(manual_silhouette(model, split.valid))
+    assert trial.metrics == scored.metrics
+    pd.testing.assert_frame_equal(trial.losses, scored.losses)
+
+
+def test_score_is_the_same_after_a_pickle_round_trip(planted, split) -> None:
+    family, _, _ = planted
+    model = family.servable(family.fit(split.train, PARAMS, CFG), CFG)
+    again = pickle.loads(cloudpickle.dumps(model))
+    first, second = family.score(model, split.test, CFG), family.score(again, split.test, CFG)
+    assert first.objective == second.objective and first.metrics == second.metrics
+
+
+def test_baseline_is_scored_by_the_same_function(planted, split) -> None:
+    family, _, _ = planted
+    baseline = family.baseline(split.train, CFG)
+    assert isinstance(baseline, RFMBaseline) and baseline.features == RFM
+    assert all(base_name(n) in SEGMENTS for n in baseline.names.values())
+    ev = family.score(baseline, split.test, CFG)
+    assert ev.objective == score_segments(baseline, split.test, CFG).objective
+    assert ev.objective == pytest.approx(manual_silhouette(baseline, split.test))
+    # a K-means model scored on the same customers is judged in the same way
+    model = family.servable(family.fit(split.train, {**PARAMS, "feature_set": "rfm"}, CFG), CFG)
+    assert family.score(model, split.test, CFG).objective == pytest.approx(manual_silhouette(model, split.test))
+    out = baseline.predict(None, split.test.table[["customer_id", *RFM]])
+    assert set(out["segment_id"]) <= set(baseline.names) and list(out.columns)[-2:] == ["segment_id", "segment_name"]
+
+
+def test_baseline_scores_quintiles_learnt_on_train(planted, split) -> None:
+    """New customers get the training quintiles: the same customer gets the same segment whatever it is scored with."""
+    family, _, _ = planted
+    baseline = family.baseline(split.train, CFG)
+    rows = split.test.table[RFM].to_numpy(dtype=np.float64)
+    alone = np.concatenate([baseline.assign(rows[i : i + 1]) for i in range(10)])
+    np.testing.assert_array_equal(alone, baseline.assign(rows)[:10])
+
+
+def test_losses_are_seeded_bootstrap_replicates(planted, split) -> None:
+    family, _, _ = planted
+    ev = family.evaluate(split.train, split.valid, PARAMS, CFG)
+    assert list(ev.losses.columns) == ["replicate", "silhouette"] and len(ev.losses) == CFG.evaluation.bootstrap
+    assert ev.losses["silhouette"].mean() == pytest.approx(ev.objective, abs=0.05)
+    assert ev.losses["silhouette"].std() > 0
+    assert ev.details["share"].sum() == pytest.approx(1.0)
+
+
 @pytest.mark.filterwarnings("ignore:Hint. Inferred schema contains integer")
-def test_pyfunc_round_trip_and_score_model(planted, tmp_path, monkeypatch) -> None:
+def test_pyfunc_round_trip_scores_like_the_in_process_model(planted, split, tmp_path, monkeypatch) -> None:
     import mlflow
     from mlflow.models import infer_signature
 
+    from serving.models.registry import unwrap
+
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
-    family, feats, _ = planted
-    train, holdout = family.split(feats, CFG)
-    on_train = family.fit(train, PARAMS, CFG)
-    model, example, expected = family.pyfunc(on_train, CFG)
+    family, _, _ = planted
+    on_train = family.fit(split.train, PARAMS, CFG)
+    model = family.servable(on_train, CFG)
+    example, expected = family.example(model, on_train, CFG)
     assert list(example.columns) == ["customer_id", *on_train.features]
     assert list(expected.columns) == ["customer_id", "segment_id", "segment_name"]
     mlflow.pyfunc.save_model(
@@ -209,21 +325,23 @@ def test_pyfunc_round_trip_and_score_model(planted, tmp_path, monkeypatch) -> No
         loaded_model.predict(example.drop(columns=["tenure"]))
     with pytest.raises(ValueError, match="column 'recency' row 0: value nan"):
         loaded_model.predict(example.assign(recency=[np.nan] + example["recency"].tolist()[1:]))
-    # the champion check scores a registered model exactly like a candidate's comparable score
-    candidate = family.evaluate(train, holdout, PARAMS, CFG)
-    assert family.score_model(loaded_model, holdout, CFG) == pytest.approx(candidate.metrics["silhouette_comparable"])
+    # the champion check: a registered model is scored exactly like the candidate it was
+    champion = unwrap(loaded_model, "segmenter")
+    assert family.score(champion, split.test, CFG).objective == family.score(model, split.test, CFG).objective
 
 
-def test_report_has_figures_tables_and_stability(planted, fitted) -> None:
+def test_report_is_pure_with_figures_tables_and_stability(planted, fitted) -> None:
     family, feats, _ = planted
-    figures, tables, metrics = family.report(fitted, feats, CFG)
-    assert set(figures) == {"segments_pca", "segment_profiles_heatmap", "k_selection"}
-    assert list(tables["k_selection"]["k"]) == list(range(2, 7))
-    assert len(tables["segment_profiles"]) == PARAMS["k"]
-    assert 0.8 <= metrics["stability_ari_mean"] <= 1.0  # well separated groups: seeds agree
-    assert metrics["calinski_harabasz"] > 0 and metrics["davies_bouldin"] > 0
-    assert metrics["features_lines_without_customer"] == 1
-    assert metrics["return_rate_omitted"] == 0
+    model = family.servable(fitted, CFG)
+    before = cloudpickle.dumps((fitted, model))
+    report = family.report(fitted, feats, CFG)
+    assert isinstance(report, Report) and cloudpickle.dumps((fitted, model)) == before
+    assert set(report.figures) == {"segments_pca", "segment_profiles_heatmap", "k_selection"}
+    assert list(report.tables["k_selection"]["k"]) == list(range(2, 7))
+    assert len(report.tables["segment_profiles"]) == PARAMS["k"]
+    assert 0.8 <= report.metrics["stability_ari_mean"] <= 1.0  # well separated groups: seeds agree
+    assert report.metrics["features_lines_without_customer"] == 1
+    assert report.metrics["return_rate_omitted"] == 0
 
 
 def test_outlier_segment_is_scored_as_degenerate(planted) -> None:
@@ -235,6 +353,10 @@ def test_outlier_segment_is_scored_as_degenerate(planted) -> None:
     ev = family.evaluate(with_outlier, with_outlier, params, CFG)
     assert ev.metrics["degenerate"] == 1 and ev.objective == -1.0
     assert ev.metrics["silhouette_raw"] > 0
+    assert (ev.losses["silhouette"] == -1.0).all()
+    # the guard reads the scored customers' labels, so a model is judged the same wherever it was trained
+    model = family.servable(family.fit(with_outlier, params, CFG), CFG)
+    assert family.score(model, feats.subset(np.arange(1, len(table))), CFG).objective == -1.0  # its segment is empty
 
 
 def test_data_without_returns_drops_return_rate_from_feature_sets() -> None:
@@ -258,6 +380,7 @@ def test_data_without_returns_drops_return_rate_from_feature_sets() -> None:
         ({"search": {"feature_sets": {"x": ["recency", "loyalty"]}}}, "loyalty"),
         ({"search": {"transforms": ["sqrt"]}}, "transforms"),
         ({"features": {"candidates": ["recency", "frequency"]}}, "not among features.candidates"),
+        ({"evaluation": {"holdout_fraction": 0.5, "valid_fraction": 0.45}}, "leaves under 10%"),
     ],
 )
 def test_config_errors_name_the_key(section: dict, message: str) -> None:
@@ -274,12 +397,13 @@ def test_job_config_section_validates(tmp_path) -> None:
     job = tmp_path / "segment.yaml"
     body = (
         "job: segment\nfamily: segmenter\ndata: data.yaml\nexperiment: segment\nregistry: {model_name: segmenter}\n"
-        "model:\n  evaluation: {sample_size: 2000, seed: 7}\n"
+        "model:\n  evaluation: {sample_size: 2000, seed: 7, valid_fraction: 0.25}\n"
         "  search: {k_min: 3, k_max: 6, transforms: [log1p], n_init: [4]}\n"
     )
     job.write_text(body)
     _, cfg = load_job_config(job)
     assert isinstance(cfg, SegmentConfig) and cfg.search.k_min == 3 and cfg.evaluation.seed == 7
+    assert cfg.evaluation.valid_fraction == 0.25
     job.write_text(body.replace("n_init: [4]", "n_inits: [4]"))
     with pytest.raises(ConfigError, match=r"model\.search\.n_inits"):
         load_job_config(job)
@@ -296,9 +420,10 @@ def test_fit_recovers_the_synthetic_shops_planted_segments() -> None:
     labels = fitted.predict(feats.table)
     assert adjusted_rand_score(truth, labels) >= 0.8
     majority = pd.crosstab(labels, truth).idxmax(axis=1)
-    named = {fitted.names[int(seg)]: planted for seg, planted in majority.items()}
-    assert named["high-value loyal"] == "high-value loyal"
-    assert named["low-value occasional"] == "occasional low-value"
+    named = {planted: base_name(fitted.names[int(seg)]) for seg, planted in majority.items()}
+    assert named["high-value loyal"] in ("champions", "loyal") and majority.iloc[0] == "high-value loyal"
+    assert named["churned"] in SEGMENT_GRID[:2].ravel()  # R = 1 or 2
+    assert named["occasional low-value"] in SEGMENT_GRID[:, :2].ravel()  # FM = 1 or 2
 
 
 def test_tuned_study_recovers_the_synthetic_shops_planted_segments(
@@ -310,22 +435,21 @@ def test_tuned_study_recovers_the_synthetic_shops_planted_segments(
     on every customer, must find the planted segments (adjusted Rand index >= 0.8).
     """
     from features.sources import load
-    from tests.conftest import REPO, fresh_mlflow_db
+    from tests.helpers import REPO, fresh_mlflow_db
     from training import tracking
     from training.config import load_job_config
-    from training.tuning import run_study
+    from training.tuning import TrialRuns, run_study
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", fresh_mlflow_db(mlflow_template_db, tmp_path))
     job, cfg = load_job_config(REPO / "configs" / "segment.yaml")
     data = load(job.data_path())
     family = SegmenterFamily()
     feats = family.features(data, cfg)
-    train, holdout = family.split(feats, cfg)
+    split = family.split(feats, cfg)
     tracking.setup(job.tracking_uri)
     with tracking.parent_run(job.experiment, "planted-segments", {}) as parent_id:
-        result = run_study(
-            family, cfg, train, holdout, job.tuning, parent_id, tracking.experiment_of(parent_id), "planted-segments"
-        )
+        runs = TrialRuns(parent_id, tracking.experiment_of(parent_id))
+        result = run_study(family, cfg, split.train, split.valid, job.tuning, "planted-segments", runs)
     assert result.n_complete == job.tuning.n_trials and result.n_failed == 0
     labels = family.fit(feats, result.best_params, cfg).predict(feats.table)
     truth = data.customers.set_index("customer_id")["true_segment"].reindex(feats.table["customer_id"])

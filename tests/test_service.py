@@ -7,7 +7,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import AUTH, TOKEN  # the registry and server fixtures are in conftest too
+from tests.helpers import AUTH, TOKEN  # the registry and server fixtures are in conftest too
 from tests.service_harness import Server, start, write_serve_config
 
 pytestmark = pytest.mark.service
@@ -331,5 +331,77 @@ def test_alias_to_version_with_missing_artifacts_keeps_serving(server: Server, r
         resp = post(server, "/segment", {"customers": [CUSTOMER]})
         assert resp.status_code == 200 and resp.json()["version"] == serving_version
         assert httpx.get(server.url + "/readyz").status_code == 200
+    finally:
+        client.set_registered_model_alias("ecomlab-segmenter", "champion", serving_version)
+
+
+SERVE_WITHOUT_TRAINING = """
+import json, sys
+
+class TrainingOnly:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("training", "optuna", "matplotlib"):
+            raise ImportError(f"{name} is not importable where models are served")
+        return None
+
+sys.meta_path.insert(0, TrainingOnly())
+import numpy as np
+from serving.settings import ServeSettings
+from serving.store import ModelStore
+
+families = ("segmenter", "forecaster", "recommender")
+store = ModelStore(ServeSettings(models=[{"family": f, "name": f"ecomlab-{f}"} for f in families], reload_interval_s=0))
+store.refresh()
+seg, fc, rec = (store.get(f).model for f in families)
+out = {
+    "ready": store.ready(),
+    "segment": seg.assign(np.ones((2, len(seg.features)))).tolist(),
+    "forecast": fc.forecast(fc.series_ids[0], 3).method,
+    "recommend": len(rec.recommend([["anything"]], [2])),
+}
+print(json.dumps(out))
+"""
+
+
+def test_champions_serve_where_training_cannot_be_imported(registry: tuple[Path, str]) -> None:
+    """A registered model loads and answers through its Protocol with `training`, optuna and matplotlib unimportable."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    _, uri = registry
+    env = {**os.environ, "MLFLOW_TRACKING_URI": uri}
+    done = subprocess.run([sys.executable, "-c", SERVE_WITHOUT_TRAINING], cwd=REPO, env=env, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert out["ready"] == [True, []], out
+    assert len(out["segment"]) == 2 and out["forecast"] and out["recommend"] == 1
+
+
+def test_alias_to_a_model_that_is_not_servable_keeps_serving(server: Server, registry: tuple[Path, str]) -> None:
+    """The segmenter's alias moved to a recommender: reported on /models and /readyz, the served version stays."""
+    import time
+
+    from mlflow.tracking import MlflowClient
+
+    _, uri = registry
+    client = MlflowClient(uri, uri)
+    serving_version = post(server, "/models", {}).json()["models"][0]["version"]  # the segmenter comes first
+    other = client.get_model_version_by_alias("ecomlab-recommender", "champion")
+    wrong = client.create_model_version("ecomlab-segmenter", other.source, run_id=other.run_id)
+    client.set_registered_model_alias("ecomlab-segmenter", "champion", wrong.version)
+    try:
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            model = post(server, "/models", {}).json()["models"][0]
+            if model["error"]:
+                break
+            time.sleep(0.3)
+        assert "not a servable segmenter model" in model["error"], model
+        assert model["status"] == "serving" and model["version"] == serving_version
+        assert post(server, "/segment", {"customers": [CUSTOMER]}).json()["version"] == serving_version
+        ready = httpx.get(server.url + "/readyz")
+        assert ready.status_code == 200 and "not a servable segmenter" in ready.text
     finally:
         client.set_registered_model_alias("ecomlab-segmenter", "champion", serving_version)

@@ -25,7 +25,7 @@ from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 
-from tests.conftest import AUTH
+from tests.helpers import AUTH
 from tests.service_harness import Server
 
 pytestmark = [pytest.mark.service, pytest.mark.timeout(180)]

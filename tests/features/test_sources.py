@@ -12,8 +12,7 @@ from features.config_io import ConfigError
 from features.contract import validate_schema
 from features.source_config import load_source_config
 from features.sources import SourceError, load
-
-REPO = Path(__file__).resolve().parents[1]
+from tests.helpers import REPO  # noqa: E402
 
 CSV = """InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country
 1001,A1,Mug,2,2024-01-03 10:00:00,3.5,17850.0,UK

@@ -20,6 +20,7 @@ from serving.models.base import RecommenderModel
 from serving.models.recommender import PopularityModel, RulesModel
 from serving.models.registry import servable, unwrap
 from serving.models.rule_ranking import PopularityRecommender, RuleRecommender
+from tests.helpers import REPO
 from training.family import Report, Split, TrialResult
 from training.rules import (
     RecommenderFamily,
@@ -475,12 +476,11 @@ def test_config_errors_name_the_key(section: dict, message: str):
 
 @pytest.mark.realdata
 def test_engines_agree_on_groceries(shared_data):
-    from pathlib import Path
 
     from features.sources import load
 
     shared_data("groceries")
-    b = build_baskets(load(Path(__file__).resolve().parents[1] / "configs" / "data" / "groceries.yaml").lines)
+    b = build_baskets(load(REPO / "configs" / "data" / "groceries.yaml").lines)
     reference = mine_itemsets(b, 0.005, None, "pyfim").as_dict()
     assert len(reference) > 900
     assert mine_itemsets(b, 0.005, None, "mlxtend-fpgrowth").as_dict() == reference

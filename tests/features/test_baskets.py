@@ -12,8 +12,7 @@ from features.baskets import build_baskets, prune_items
 from features.contract import validate_schema
 from features.readers.baskets import read_basket_file
 from features.sources import load
-
-REPO = Path(__file__).resolve().parents[1]
+from tests.helpers import REPO  # noqa: E402
 
 
 def order_lines(rows: list[tuple]) -> pd.DataFrame:

@@ -12,10 +12,12 @@ from types import SimpleNamespace
 import yaml
 from typer.testing import CliRunner
 
-from tests.helpers import fresh_mlflow_db
+from tests.helpers import (
+    REPO,  # noqa: E402
+    fresh_mlflow_db,
+)
 from training.cli import app
 
-REPO = Path(__file__).resolve().parents[1]
 runner = CliRunner()
 
 

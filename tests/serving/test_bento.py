@@ -19,10 +19,11 @@ import yaml
 from packaging.markers import Marker
 from packaging.utils import canonicalize_name
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.helpers import REPO  # noqa: E402
+
 REQUIREMENTS = REPO / "serving" / "requirements.txt"
 EXPORT_CMD = ["uv", "export", "--frozen", "--no-dev", "--no-hashes", "--no-emit-project"]
-PACKAGES = ("features", "training", "serving")
+PACKAGES = ("features", "serving")  # the served models need no training code
 PINNED = ("mlflow", "bentoml", "pandas", "scikit-learn", "statsmodels", "mlxtend")
 # the image's Python (docker.python_version) on Linux: the markers of the exported requirements
 TARGET = {"python_version": "3.11", "python_full_version": "3.11.0", "sys_platform": "linux",

@@ -1,0 +1,36 @@
+"""The service side imports nothing that only training uses: a registered model serves where
+`training`, optuna and matplotlib are absent (DESIGN: no arrow runs serving -> training)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+TRAINING_ONLY = ("training", "optuna", "matplotlib")
+
+
+def imported_after(module: str) -> list[str]:
+    """Top-level packages of TRAINING_ONLY in sys.modules after importing `module` in a fresh interpreter."""
+    code = (
+        f"import json, sys; import {module}; "
+        f"print(json.dumps(sorted({{m.split('.')[0] for m in sys.modules}} & set({list(TRAINING_ONLY)!r}))))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("module", ["serving.service", "serving.store", "serving.models.registry", "serving.tracking_uri"])
+def test_serving_imports_nothing_training_only(module: str) -> None:
+    assert imported_after(module) == []
+
+
+def test_tracking_uri_imports_no_mlflow() -> None:
+    code = "import sys, serving.tracking_uri; print('mlflow' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert done.stdout.strip() == "False", done.stderr

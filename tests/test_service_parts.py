@@ -1,0 +1,358 @@
+"""The service's parts without a server: handlers on stand-in servable models, the store's loading
+rules, the middleware, URI redaction. Fast; the real `bentoml serve` is in test_service*.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import nullcontext
+from types import SimpleNamespace
+from typing import Any, ClassVar
+
+import anyio
+import httpx
+import numpy as np
+import pandas as pd
+import pytest
+from bentoml.exceptions import InvalidArgument
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
+
+from serving.errors import TooLarge
+from serving.middleware import FormGuard, ModelGate
+from serving.models.base import BasketRecommendation, SeriesForecast
+from serving.models.registry import FAMILIES
+from serving.schemas import Basket, CustomerRow, ForecastQuery
+from serving.settings import ServeSettings
+from serving.store import ModelStore, ModelUnavailable, Served
+from serving.tracking_uri import default_tracking_uri, redact, resolve_tracking_uri, scrub
+
+# ---- stand-in servable models: each implements its family's Protocol and nothing more ----
+
+
+class Servable:
+    family: ClassVar[str] = ""
+
+    def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
+        raise AssertionError("the service calls the Protocol's methods, not predict")
+
+
+class Segmenter(Servable):
+    family = "segmenter"
+
+    def __init__(self) -> None:
+        self.features = ["monetary", "recency"]  # not the schema's order: the model's order is what counts
+        self.names = {0: "low", 1: "high"}
+        self.seen: list[np.ndarray] = []
+
+    def assign(self, x: np.ndarray) -> np.ndarray:
+        self.seen.append(x)
+        return (x[:, 0] > 100).astype(np.int64)
+
+
+class Forecaster(Servable):
+    family = "forecaster"
+
+    def __init__(self) -> None:
+        self.series_ids = ["a"]
+        self.default_levels = [90]
+        self.calls: list[tuple] = []
+
+    def forecast(self, series_id: str, horizon: int, levels: list[int] | None = None, exog: Any = None) -> SeriesForecast:
+        self.calls.append((series_id, horizon, levels, exog))
+        if series_id not in self.series_ids:
+            raise ValueError(f"unknown series {series_id!r}; known: {self.series_ids}")
+        starts = pd.date_range("2024-01-01", periods=horizon, freq="W-MON")
+        mean = np.arange(horizon, dtype=float)
+        lo, hi = mean - 1, mean + 1
+        lo[0] = np.nan  # no interval at the first step
+        return SeriesForecast(series_id, "naive", starts, mean, {lv: (lo, hi) for lv in levels or self.default_levels})
+
+    def series_specs(self) -> dict[str, dict[str, Any]]:
+        return {"a": {"method": "naive"}}
+
+
+class Recommender(Servable):
+    family = "recommender"
+
+    def __init__(self) -> None:
+        self.default_k = 2
+        self.max_k = 3
+        self.calls: list[tuple] = []
+
+    def recommend(self, baskets: list[list[str]], k: list[int]) -> list[BasketRecommendation]:
+        self.calls.append((baskets, k))
+        return [
+            BasketRecommendation(["x"][:n], [0.5][:n], [["a -> x"]][:n], [i for i in b if i != "a"])
+            for b, n in zip(baskets, k, strict=True)
+        ]
+
+
+MODELS = {"segmenter": Segmenter, "forecaster": Forecaster, "recommender": Recommender}
+
+
+def settings(**limits: int) -> ServeSettings:
+    models = [{"family": f, "name": f"ecomlab-{f}"} for f in MODELS]
+    return ServeSettings.model_validate({"models": models, "reload_interval_s": 0, "limits": limits})
+
+
+class FakeStore:
+    def __init__(self, cfg: ServeSettings, models: dict[str, Any]) -> None:
+        self.settings = cfg
+        self.models = models
+
+    def get(self, family: str) -> Served:
+        if family not in self.models:
+            raise ModelUnavailable(f"no {family} here")
+        return Served(family, f"ecomlab-{family}", "champion", "7", "run", self.models[family], {}, 0.0)
+
+
+def service(**limits: int) -> Any:
+    """The service's handlers on stand-in models, without BentoML's runtime (no __init__: no registry)."""
+    from serving.service import EcomlabService
+
+    svc = EcomlabService.inner.__new__(EcomlabService.inner)
+    svc.settings = settings(**limits)
+    svc.store = FakeStore(svc.settings, {f: cls() for f, cls in MODELS.items()})
+    svc.metrics = SimpleNamespace(observe=lambda served, rows: nullcontext())
+    return svc
+
+
+# ---- handlers call the Protocols ----
+
+
+def test_segment_uses_the_models_feature_order() -> None:
+    svc = service()
+    rows = [CustomerRow(customer_id="c1", recency=3.0, monetary=500.0), CustomerRow(customer_id="c2", recency=9.0, monetary=5.0)]
+    out = svc._segment(rows)
+    assert [(s.customer_id, s.segment_id, s.segment_name) for s in out.segments] == [("c1", 1, "high"), ("c2", 0, "low")]
+    assert out.model == "ecomlab-segmenter" and out.version == "7"
+    np.testing.assert_array_equal(svc.store.models["segmenter"].seen[0], [[500.0, 3.0], [5.0, 9.0]])
+
+
+def test_segment_names_a_missing_feature_and_an_oversize_batch() -> None:
+    svc = service(max_batch=2)
+    with pytest.raises(InvalidArgument, match=r"customers\[1\]\.monetary"):
+        svc._segment([CustomerRow(recency=1.0, monetary=1.0), CustomerRow(recency=1.0)])
+    with pytest.raises(TooLarge, match="limit is 2"):
+        svc._segment([CustomerRow(recency=1.0, monetary=1.0)] * 3)
+
+
+def test_forecast_defaults_levels_and_drops_missing_bounds() -> None:
+    svc = service()
+    (fc,) = svc._forecast([ForecastQuery(series_id="a", horizon=3)]).forecasts
+    assert svc.store.models["forecaster"].calls == [("a", 3, [90], None)]
+    assert fc.model == "naive" and [p.ds for p in fc.points] == ["2024-01-01", "2024-01-08", "2024-01-15"]
+    assert fc.points[0].intervals == {} and fc.points[2].intervals == {"90": [1.0, 3.0]}
+
+
+def test_forecast_value_error_is_400_naming_the_row() -> None:
+    svc = service(max_horizon=5)
+    with pytest.raises(InvalidArgument, match=r"request row 1: unknown series 'zz'.*known"):
+        svc._forecast([ForecastQuery(series_id="a", horizon=2), ForecastQuery(series_id="zz", horizon=2)])
+    with pytest.raises(InvalidArgument, match=r"queries\[0\]\.horizon: 6 is over the limit of 5"):
+        svc._forecast([ForecastQuery(series_id="a", horizon=6)])
+
+
+def test_recommend_k_from_basket_request_or_model() -> None:
+    svc = service(max_k=10)
+    out = svc._recommend([Basket(items=["a", "new"]), Basket(items=["a"], k=1)], None)
+    assert svc.store.models["recommender"].calls == [([["a", "new"], ["a"]], [2, 1])]
+    first = out.results[0]
+    assert [r.item for r in first.recommendations] == ["x"] and first.recommendations[0].rules == ["a -> x"]
+    assert first.unknown_items == ["new"]
+    with pytest.raises(InvalidArgument, match=r"^k: 4 is over the limit of 3"):  # the model's max_k is below the service's
+        svc._recommend([Basket(items=["a"])], 4)
+    with pytest.raises(InvalidArgument, match=r"baskets\[0\]\.k"):
+        svc._recommend([Basket(items=["a"], k=9)], None)
+
+
+# ---- the store: only servable models serve; the previous version keeps serving ----
+
+
+class FakeClient:
+    def __init__(self) -> None:
+        self.version = "1"
+
+    def get_model_version_by_alias(self, name: str, alias: str) -> Any:
+        return SimpleNamespace(version=self.version, run_id="r1")
+
+    def get_run(self, run_id: str) -> Any:
+        return SimpleNamespace(data=SimpleNamespace(metrics={"best_score": 0.5, "other": 1.0}))
+
+
+@pytest.fixture
+def store(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> Iterator[tuple[ModelStore, FakeClient, dict[str, Any]]]:
+    import importlib
+
+    pyfunc = importlib.import_module("mlflow.pyfunc")  # the module itself, not mlflow's lazy stand-in
+    client, registered = FakeClient(), {}
+    monkeypatch.setattr(pyfunc, "load_model", lambda uri: SimpleNamespace(unwrap_python_model=lambda: registered[uri]))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'unused.db'}")  # nothing may reach a real store
+    cfg = ServeSettings.model_validate({"models": [{"family": "segmenter", "name": "seg"}], "reload_interval_s": 0})
+    st = ModelStore(cfg)
+    yield st, client, registered
+
+
+def test_store_keeps_the_servable(store: tuple[ModelStore, FakeClient, dict[str, Any]]) -> None:
+    st, client, registered = store
+    registered["models:/seg/1"] = model = Segmenter()
+    st._refresh_one(client, st.settings.models[0])
+    served = st.get("segmenter")
+    assert served.model is model and served.version == "1" and served.metrics == {"best_score": 0.5}
+
+
+def test_a_model_that_is_not_servable_leaves_the_previous_serving(store: tuple[ModelStore, FakeClient, dict[str, Any]]) -> None:
+    st, client, registered = store
+    registered["models:/seg/1"] = Segmenter()
+    registered["models:/seg/2"] = Forecaster()  # another family's model under the segmenter's name
+    st._refresh_one(client, st.settings.models[0])
+    client.version = "2"
+    with pytest.raises(TypeError, match="not a servable segmenter"):
+        st._refresh_one(client, st.settings.models[0])
+    registered.pop("models:/seg/2")  # the rejected version is not loaded again (a load would fail with KeyError)
+    with pytest.raises(TypeError, match="version 2: .*not a servable segmenter"):
+        st._refresh_one(client, st.settings.models[0])
+    assert st.get("segmenter").version == "1"
+
+
+def test_not_servable_with_nothing_before_is_unavailable(
+    store: tuple[ModelStore, FakeClient, dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    st, client, registered = store
+    registered["models:/seg/1"] = object()
+    monkeypatch.setattr("mlflow.tracking.MlflowClient", lambda *a: client)
+    st.refresh()
+    st.refresh()  # the same reason each round
+    assert st.describe()[0]["error"].startswith("NotServable: version 1: the model is a builtins.object")
+    with pytest.raises(ModelUnavailable, match="not a servable segmenter"):
+        st.get("segmenter")
+    ok, reasons = st.ready()
+    assert not ok and "not a servable segmenter" in reasons[0]
+
+
+# ---- middleware ----
+
+
+class Http:
+    """Requests straight into an ASGI app (no server, no socket)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        async def go() -> httpx.Response:
+            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=self.app), base_url="http://test") as client:
+                return await client.request(method, path, **kwargs)
+
+        return anyio.run(go)
+
+    def get(self, path: str, **kwargs: Any) -> httpx.Response:
+        return self.request("GET", path, **kwargs)
+
+    def post(self, path: str, **kwargs: Any) -> httpx.Response:
+        return self.request("POST", path, **kwargs)
+
+
+def app_with(store: Any) -> Http:
+    """FormGuard and ModelGate (in the service's order) around routes that answer "through"."""
+
+    async def ok(request: Any) -> PlainTextResponse:
+        return PlainTextResponse("through")
+
+    routes = [Route(p, ok, methods=["GET", "POST"]) for p in ("/segment", "/forecast", "/readyz", "/kpis/upload")]
+    ModelGate.store = store
+    return Http(FormGuard(ModelGate(Starlette(routes=routes))))
+
+
+def test_model_gate_routes_are_the_registry() -> None:
+    assert ModelGate.ROUTES == {e.route: e.name for e in FAMILIES.values()}
+
+
+def test_model_gate_503_with_reason_and_readyz_detail(monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = settings()
+    store = FakeStore(cfg, {"segmenter": Segmenter()})
+    store.ready = lambda: (False, ["forecaster: gone"])
+    store.registry_error = None
+    row = {"family": "forecaster", "name": "f", "alias": "champion", "version": None, "status": "unavailable", "error": "gone"}
+    store.describe = lambda: [row]
+    try:
+        http = app_with(store)
+        assert http.post("/segment").text == "through"
+        resp = http.post("/forecast")
+        assert resp.status_code == 503 and resp.json() == {"error": "forecaster model unavailable: no forecaster here"}
+        assert resp.headers["retry-after"] == "30"
+        ready = http.get("/readyz")
+        assert ready.status_code == 503 and ready.json()["reasons"] == ["forecaster: gone"]
+    finally:
+        ModelGate.store = None
+
+
+def test_form_guard_rejects_a_text_file_field_and_replays_good_forms() -> None:
+    http = app_with(None)
+    bad = http.post("/kpis/upload", data={"file": "http://example.invalid/x.csv"})
+    assert bad.status_code == 400 and "file: must be an uploaded file part" in bad.text
+    good = http.post("/kpis/upload", files={"file": ("x.csv", b"a,b\n1,2\n", "text/csv")})
+    assert good.status_code == 200 and good.text == "through"
+
+
+def test_token_auth_and_body_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    from serving.auth import BodyLimit, TokenAuth
+
+    async def inner(scope: Any, receive: Any, send: Any) -> None:  # a bare app: what fails in it reaches BodyLimit
+        body = await Request(scope, receive).body()
+        await PlainTextResponse(str(len(body)))(scope, receive, send)
+
+    monkeypatch.setenv("SVC_TEST_TOKEN", "t0ken")
+    http = Http(TokenAuth(BodyLimit(inner, max_bytes=1024), token_env="SVC_TEST_TOKEN"))
+    denied = http.post("/segment", content=b"{}")
+    assert denied.status_code == 401 and denied.headers["www-authenticate"] == "Bearer" and "API token" in denied.json()["error"]
+    assert http.get("/healthz").status_code == 200
+    auth = {"Authorization": "Bearer t0ken"}
+    assert http.post("/segment", content=b"x" * 10, headers=auth).text == "10"
+    big = http.post("/segment", content=b"x" * 2000, headers=auth)
+    assert big.status_code == 413 and "over the limit of 1024" in big.json()["error"]
+
+    async def chunks():
+        for _ in range(3):
+            yield b"x" * 600  # no content-length: counted while read
+
+    streamed = http.post("/segment", content=chunks(), headers=auth)
+    assert streamed.status_code == 413 and "1200 read" in streamed.json()["error"]
+
+
+# ---- tracking URI: one definition, credentials never shown ----
+
+
+def test_default_and_resolved_tracking_uri(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert default_tracking_uri() == f"sqlite:///{tmp_path.resolve() / 'mlflow.db'}"
+    assert resolve_tracking_uri(None) == default_tracking_uri()
+    assert resolve_tracking_uri("http://127.0.0.1:5000") == "http://127.0.0.1:5000"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///elsewhere.db")
+    assert resolve_tracking_uri("http://127.0.0.1:5000") == "sqlite:///elsewhere.db"
+
+
+@pytest.mark.parametrize(
+    "uri, shown",
+    [
+        ("postgresql://user:p%40ss@db:5432/mlflow", "postgresql://***@db:5432/mlflow"),
+        ("https://token@host/path?x=1", "https://***@host/path?x=1"),
+        ("postgresql+psycopg://u:a@b@db/mlflow", "postgresql+psycopg://***@db/mlflow"),
+        ("sqlite:////tmp/mlflow.db", "sqlite:////tmp/mlflow.db"),
+        ("http://127.0.0.1:5000", "http://127.0.0.1:5000"),
+        ("mlruns", "mlruns"),
+    ],
+)
+def test_redact(uri: str, shown: str) -> None:
+    assert redact(uri) == shown
+
+
+def test_scrub_hides_raw_and_decoded_credentials() -> None:
+    uri = "postgresql://user:p%40ss@db/mlflow"
+    text = "could not connect: password p@ss rejected for postgresql://user:p%40ss@db/mlflow"
+    assert scrub(text, uri) == "could not connect: password *** rejected for postgresql://***@db/mlflow"
+    assert scrub("nothing secret", "http://127.0.0.1:5000") == "nothing secret"
