@@ -11,7 +11,7 @@ from tests.helpers import AUTH, TOKEN  # the registry and server fixtures are in
 from tests.service_harness import Server, start, write_serve_config
 
 pytestmark = pytest.mark.service
-REPO = Path(__file__).resolve().parents[1]
+from tests.helpers import REPO  # noqa: E402
 
 
 def post(server: Server, path: str, body, headers: dict | None = None) -> httpx.Response:
