@@ -41,7 +41,7 @@ def main() -> None:
     from training import tracking
     from training.config import Tuning
     from training.segment import SegmentConfig, SegmenterFamily
-    from training.tuning import run_study
+    from training.tuning import TrialRuns, run_study
 
     t = time.perf_counter()
     data = generate(n_customers=args.customers, weeks=args.weeks, seed=1)
@@ -53,7 +53,7 @@ def main() -> None:
     family, cfg = SegmenterFamily(), SegmentConfig()
     t = time.perf_counter()
     feats = family.features(loaded, cfg)
-    train, holdout = family.split(feats, cfg)
+    split = family.split(feats, cfg)
     feat_s = time.perf_counter() - t
     print(f"customer features + split: {feat_s:.2f} s  (peak so far {peak_mb():,.0f} MB)")
 
@@ -73,19 +73,20 @@ def main() -> None:
             t = time.perf_counter()
             last[0] = t
             result = run_study(
-                family, cfg, train, holdout, Tuning(n_trials=args.trials, n_jobs=args.n_jobs), run_id, exp, "bench",
-                on_trial=on_trial,
+                family, cfg, split.train, split.valid, Tuning(n_trials=args.trials, n_jobs=args.n_jobs), "bench",
+                TrialRuns(run_id, exp), on_trial=on_trial,
             )
             tune_s = time.perf_counter() - t
             t = time.perf_counter()
-            fitted = family.fit(feats, result.best_params, cfg)
+            fitted = family.fit(split.train, result.best_params, cfg)
             fit_s = time.perf_counter() - t
+            candidate = family.score(family.servable(fitted, cfg), split.test, cfg)
     times.sort()
     print(f"tuning: {args.trials} trials in {tune_s:.1f} s (n_jobs={args.n_jobs}); per trial mean "
           f"{tune_s / args.trials:.2f} s, median {times[len(times) // 2]:.2f} s, max {times[-1]:.2f} s; "
           f"{result.n_failed} failed")
-    print(f"best: {result.best_params}  silhouette {result.best.objective:.3f}")
-    print(f"final fit on all {len(feats.table):,} customers: {fit_s:.1f} s ({type(fitted).__name__})")
+    print(f"best: {result.best_params}  silhouette {result.best.objective:.3f} on valid, {candidate.objective:.3f} on test")
+    print(f"candidate fit on the {len(split.train.table):,} train customers: {fit_s:.1f} s ({type(fitted).__name__})")
     print(f"total (features + tuning): {feat_s + tune_s:.1f} s; peak memory {peak_mb():,.0f} MB (ru_maxrss)")
 
 

@@ -122,7 +122,7 @@ def _batched_service() -> Any:
         @bentoml.api(route="/segment", input_spec=SegmentRequest, batchable=True,
                      max_batch_size=max_batch, max_latency_ms=max_latency)
         def segment(self, customers: list) -> list:
-            model = self.store.get("segmenter").model.unwrap_python_model()
+            model = self.store.get("segmenter").model
             x = np.array([[getattr(c, f) for f in model.features] for c in customers], dtype=np.float64)
             ids = model.assign(x).tolist()  # the same array path as the service's /segment
             return [SegmentResult(customer_id=c.customer_id, segment_id=i, segment_name=model.names[i]).model_dump()
@@ -238,12 +238,14 @@ def payloads(uri: str) -> tuple[dict, dict]:
     """A known series and a basket holding a rule's antecedent, read from the registered champions."""
     import mlflow
 
+    from serving.models.registry import unwrap
+
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
-    forecaster = mlflow.pyfunc.load_model("models:/ecomlab-forecaster@champion").unwrap_python_model().forecaster
-    rec = mlflow.pyfunc.load_model("models:/ecomlab-recommender@champion").unwrap_python_model().recommender
+    forecaster = unwrap(mlflow.pyfunc.load_model("models:/ecomlab-forecaster@champion"), "forecaster")
+    rec = unwrap(mlflow.pyfunc.load_model("models:/ecomlab-recommender@champion"), "recommender").recommender
     first = rec.antecedents[0].indices[0] if rec.antecedents.shape[0] else 0
-    forecast = {"queries": [{"series_id": str(forecaster.ids[0]), "horizon": 8, "levels": [80, 95]}]}
+    forecast = {"queries": [{"series_id": str(forecaster.series_ids[0]), "horizon": 8, "levels": [80, 95]}]}
     recommend = {"baskets": [{"items": [str(rec.items[first])]}], "k": 5}
     return forecast, recommend
 

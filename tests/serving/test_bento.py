@@ -117,6 +117,7 @@ def bento(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+@pytest.mark.slow  # builds a Bento in a subprocess
 def test_bento_service_and_envs(bento: Path) -> None:
     info = yaml.safe_load((bento / "bento.yaml").read_text())
     assert info["service"] == "serving.service:EcomlabService"
@@ -127,6 +128,7 @@ def test_bento_service_and_envs(bento: Path) -> None:
     assert all(e["value"] == "" for e in envs.values()), "a value in bentofile envs would be baked into the bento"
 
 
+@pytest.mark.slow  # builds a Bento in a subprocess
 def test_bento_src_holds_the_packages_and_nothing_else(bento: Path) -> None:
     src = bento / "src"
     files = {p.relative_to(src).as_posix() for p in src.rglob("*") if p.is_file()}
@@ -141,6 +143,7 @@ def test_bento_src_holds_the_packages_and_nothing_else(bento: Path) -> None:
     assert [f for f in files if f.startswith("configs/")] == ["configs/serve.yaml"]
 
 
+@pytest.mark.slow  # builds a Bento in a subprocess
 def test_bento_requirements_pin_the_locked_stack(bento: Path) -> None:
     locked = lock_versions()
     pinned = pins((bento / "env" / "python" / "requirements.txt").read_text())

@@ -42,6 +42,7 @@ print(json.dumps({"heavy": heavy, "module": type(model).__module__, "serving_fro
 """
 
 
+@pytest.mark.slow  # a subprocess per family
 @pytest.mark.parametrize("name", sorted(FAMILIES))
 def test_registered_model_loads_and_predicts_without_training(name: str, tracking_dir: Path) -> None:
     job, cfg = load_job_config(tiny_job(name, tracking_dir))

@@ -9,6 +9,7 @@ import types
 from pathlib import Path
 from types import SimpleNamespace
 
+import pytest
 import yaml
 from typer.testing import CliRunner
 
@@ -28,6 +29,7 @@ def small_synthetic(tmp_path: Path) -> Path:
     return path
 
 
+@pytest.mark.slow  # the CLI in a subprocess
 def test_kpis_end_to_end_writes_json_plots_and_html(tmp_path: Path) -> None:
     """The real console script in a subprocess, as a user runs it."""
     out = tmp_path / "report"
@@ -96,6 +98,7 @@ def test_models_promote_unknown_version_is_exit_2(tmp_path: Path, monkeypatch, m
     assert result.exit_code == 2 and "cannot promote" in result.output
 
 
+@pytest.mark.slow  # a job subprocess
 def test_quickstart_from_any_folder_registers_every_family(tmp_path: Path) -> None:
     """The README's main job, run as a user runs it but outside the checkout and with a small budget:
     data, KPI report and three registered models in ./mlflow.db of the folder it runs in."""

@@ -255,13 +255,15 @@ def test_served_path_slices_one_forecast_and_matches_statsmodels(spec):
     pd.testing.assert_frame_equal(restored.forecast(12, [80]), model.forecast(12, [80]))
 
 
-def test_seasonal_terms_need_two_seasons_and_long_seasons_use_fourier():
-    y = yearly_weekly(80, RNG_SEED)  # 80 weeks < 2 seasons of 52
-    model = fit_series("w", y, weeks(80, "2018-01-01"), None, Spec(order=(0, 1, 1), fourier=2), ctx())
-    assert model.design.fourier == 0 and "seasonal terms dropped" in model.reason
-    long = np.r_[y, yearly_weekly(40, RNG_SEED + 1)]
-    model = fit_series("w", long, weeks(120, "2018-01-01"), None, Spec(order=(0, 1, 1), seasonal=(1, 0, 0), fourier=2), ctx())
-    assert model.design.fourier == 2 and "seasonal ARMA not fitted for s=52" in model.reason
+def test_fourier_terms_need_one_and_a_half_seasons_seasonal_arma_two_and_long_seasons_use_fourier():
+    y = yearly_weekly(120, RNG_SEED)
+    short = fit_series("w", y[:70], weeks(70, "2018-01-01"), None, Spec(order=(0, 1, 1), fourier=2), ctx())
+    assert short.design.fourier == 0 and "seasonal terms dropped: 70 periods < 1.5 seasons" in short.reason
+    spec = Spec(order=(0, 1, 1), seasonal=(1, 0, 0), fourier=2)
+    mid = fit_series("w", y[:80], weeks(80, "2018-01-01"), None, spec, ctx())  # the train part of two years less the test windows
+    assert mid.design.fourier == 2 and "seasonal ARMA dropped: 80 periods < 2 seasons" in mid.reason
+    long = fit_series("w", y, weeks(120, "2018-01-01"), None, spec, ctx())
+    assert long.design.fourier == 2 and "seasonal ARMA not fitted for s=52" in long.reason
 
 
 def test_weekly_fourier_terms_stay_on_the_calendar_across_years():
@@ -510,3 +512,9 @@ def test_pyfunc_round_trip(job, tmp_path):
     champion = unwrap(loaded, "forecaster")
     assert isinstance(champion, ForecastModel)
     assert FAMILY.score(champion, split.test, config).objective == FAMILY.score(model, split.test, config).objective
+
+
+def test_a_spec_with_nothing_to_estimate_but_the_scale_fits_without_falling_back():
+    y = yearly_weekly(60, RNG_SEED)
+    model = fit_series("w", y - y.mean(), weeks(60, "2018-01-01"), None, Spec(order=(0, 0, 0)), ctx())
+    assert model.method == "sarimax" and model.failure is None

@@ -130,6 +130,8 @@ def sarimax_model(
         warnings.simplefilter("always")
         model = SARIMAX(y / scale, exog=exog, order=spec.order, seasonal_order=seasonal, trend=spec.trend,
                         concentrate_scale=True)
+        if model.k_params == 0:  # white noise around zero: only the scale is left to estimate
+            model = SARIMAX(y / scale, exog=exog, order=spec.order, seasonal_order=seasonal, trend=spec.trend)
         params = model.fit(disp=False, low_memory=True, maxiter=ctx.maxiter).params
         results = model.filter(params, conserve_memory=_forecast_memory())
     if not (np.all(np.isfinite(params)) and np.isfinite(results.llf)):

@@ -2,7 +2,8 @@
 spec is adapted to a series' history.
 
 Each adaptation is recorded as a note:
-- seasonal terms need >= 2 full seasons of history, else they are dropped;
+- Fourier terms need >= 1.5 seasons of history and seasonal ARMA >= 2 seasons, else they are dropped
+  (a two-year weekly series loses its test windows to the split and keeps its Fourier season);
 - seasons longer than `seasonal_arma_max` (weekly data, s=52) get no seasonal ARMA: its state
   space has >52 states and a fit takes seconds; `fourier` sin/cos pairs carry the season instead
   (measured in bench/forecast.py);
@@ -91,9 +92,13 @@ def adapt(spec: Spec, n: int, ctx: Context) -> tuple[Spec, list[str]]:
     if spec.method != "sarimax":
         return spec, notes
     s = ctx.season
-    if (any(spec.seasonal) or spec.fourier) and (s < 2 or n < 2 * s):
-        notes.append(f"seasonal terms dropped: {n} periods < 2 seasons of {s}")
+    if s < 2 or n < s + s // 2:
+        if any(spec.seasonal) or spec.fourier:
+            notes.append(f"seasonal terms dropped: {n} periods < 1.5 seasons of {s}")
         return replace(spec, seasonal=(0, 0, 0), fourier=0), notes
+    if any(spec.seasonal) and n < 2 * s:
+        notes.append(f"seasonal ARMA dropped: {n} periods < 2 seasons of {s}; Fourier terms carry the season")
+        spec = replace(spec, seasonal=(0, 0, 0))
     if any(spec.seasonal) and s > ctx.seasonal_arma_max:
         notes.append(f"seasonal ARMA not fitted for s={s} > seasonal_arma_max={ctx.seasonal_arma_max}")
         spec = replace(spec, seasonal=(0, 0, 0))
