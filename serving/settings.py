@@ -8,7 +8,7 @@ from pathlib import Path
 from pydantic import Field, field_validator
 
 from features.config_io import Strict, parse_model, read_yaml
-from serving.models.registry import FAMILIES
+from serving.models.registry import known_family
 
 DEFAULT_CONFIG = Path("configs/serve.yaml")
 
@@ -21,9 +21,7 @@ class ModelSpec(Strict):
     @field_validator("family")
     @classmethod
     def _known_family(cls, v: str) -> str:
-        if v not in FAMILIES:
-            raise ValueError(f"unknown model family {v!r}; known: {', '.join(FAMILIES)}")
-        return v
+        return known_family(v)
 
 
 class Limits(Strict):

@@ -8,7 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, field_validator
 
 from features.config_io import ConfigError, Strict, apply_overrides, parse_model, read_yaml
-from serving.models.registry import FAMILIES
+from serving.models.registry import known_family
 
 
 
@@ -41,10 +41,7 @@ class JobConfig(Strict):
     @field_validator("family")
     @classmethod
     def _known_family(cls, v: str) -> str:
-        """The one family registry decides which names are valid (read at validation time)."""
-        if v not in FAMILIES:
-            raise ValueError(f"unknown model family {v!r}; known: {sorted(FAMILIES)}")
-        return v
+        return known_family(v)
 
     def data_path(self) -> Path:
         """The data config: relative to the job config's folder first, then to the working directory."""

@@ -30,6 +30,13 @@ FAMILIES: dict[str, FamilyEntry] = {
 }
 
 
+def known_family(name: str) -> str:
+    """`name` if the registry has it; a ValueError naming the known families otherwise (config validators)."""
+    if name not in FAMILIES:
+        raise ValueError(f"unknown model family {name!r}; known: {sorted(FAMILIES)}")
+    return name
+
+
 class NotServable(TypeError):
     """A loaded model is not a servable model of the expected family; the message says what it is."""
 
