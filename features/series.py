@@ -14,8 +14,9 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
+from features.config_io import Strict
 from features.contract import line_revenue
 
 Freq = Literal["D", "W", "M"]
@@ -28,20 +29,16 @@ TOTAL = "total"
 MISSING_GROUP = "(missing)"
 
 
-class ExogOptions(BaseModel):
+class ExogOptions(Strict):
     """Regressors beside `y`: line columns aggregated per period, and calendar flags built from `ds`."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     columns: list[str] = Field(default_factory=list, description="extra line columns (e.g. a promotion flag)")
     agg: Literal["max", "mean", "sum"] = "max"
     calendar: list[Literal["december", "q4", "black_friday", "christmas", "weekend"]] = Field(default_factory=list)
 
 
-class SeriesOptions(BaseModel):
+class SeriesOptions(Strict):
     """Which series to build: frequency, grouping, target and how to treat partial edge periods."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     freq: Freq = "W"
     group_by: str | None = Field(None, description="None or 'total' for one series; else a line column")

@@ -7,7 +7,6 @@ from itertools import combinations
 
 import cloudpickle
 import numpy as np
-import optuna
 import pandas as pd
 import pytest
 import scipy.sparse as sp
@@ -21,7 +20,8 @@ from serving.models.recommender import PopularityModel, RulesModel
 from serving.models.registry import servable, unwrap
 from serving.models.rule_ranking import PopularityRecommender, RuleRecommender
 from tests.helpers import REPO
-from training.family import Report, Split, TrialResult
+from training.config import Tuning
+from training.family import Report, Split
 from training.rules import (
     RecommenderFamily,
     RulesConfig,
@@ -31,6 +31,7 @@ from training.rules import (
     mine_itemsets,
     rules_from_itemsets,
 )
+from training.tuning import run_study
 
 ENGINES = ["pyfim", "mlxtend-fpgrowth", "mlxtend-hmine", "mlxtend-apriori"]
 PARAMS = {"min_support": 0.02, "min_confidence": 0.3, "min_lift": 1.0, "max_len": 3}
@@ -426,15 +427,13 @@ def test_family_surface(planted):
     with pytest.raises(ValueError, match="too few baskets"):
         family.split(family.features(loaded, CFG), CFG)
 
-    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=1))
-    objective = lambda t: family.evaluate(split.train, split.valid, family.search_space(t, CFG), CFG).objective  # noqa: E731
-    study.optimize(objective, n_trials=3)
+    result = run_study(family, CFG, split.train, split.valid, Tuning(n_trials=3, seed=1), "bounds")
     s = CFG.search
-    for trial in study.trials:
+    for trial in result.trials:
         p = trial.params
         assert s.min_support.lo <= p["min_support"] <= s.min_support.hi and p["max_len"] in s.max_len
         assert s.min_confidence.lo <= p["min_confidence"] <= s.min_confidence.hi
-    trials = [TrialResult(t.params, family.evaluate(split.train, split.valid, t.params, CFG)) for t in study.trials]
+    trials, study = result.trials, result
     assert family.select(trials, study.best_params, CFG) == study.best_params
 
 

@@ -6,7 +6,6 @@ import pickle
 
 import cloudpickle
 import numpy as np
-import optuna
 import pandas as pd
 import pytest
 from pydantic import ValidationError
@@ -17,6 +16,7 @@ from features.customers import FEATURES, CustomerFeatures
 from features.rfm import RFM, SEGMENT_GRID, SEGMENTS
 from serving.models.base import SegmenterModel
 from serving.models.segmenter import SegmentModel, check_features
+from training.config import Tuning
 from training.family import Report, Split
 from training.segment import (
     RFMBaseline,
@@ -28,6 +28,7 @@ from training.segment import (
     score_segments,
 )
 from training.segment.scoring import scored_sample
+from training.tuning import run_study
 
 # planted groups: customers, orders per customer, days they buy on (of 2024), unit price, return share
 GROUPS = {
@@ -114,18 +115,8 @@ def fitted(planted):
 
 def test_tuned_model_recovers_planted_segments_and_beats_the_baseline(planted, split) -> None:
     family, feats, truth = planted
-    results = {}
-
-    def objective(trial: optuna.Trial) -> float:
-        params = family.search_space(trial, CFG)
-        results[trial.number] = (params, family.evaluate(split.train, split.valid, params, CFG))
-        return results[trial.number][1].objective
-
-    study = optuna.create_study(direction=family.direction, sampler=optuna.samplers.TPESampler(seed=7))
-    for params in family.initial_trials(CFG):
-        study.enqueue_trial(params)
-    study.optimize(objective, n_trials=16)
-    best_params = family.select([], results[study.best_trial.number][0], CFG)
+    study = run_study(family, CFG, split.train, split.valid, Tuning(n_trials=16, seed=7), "planted")
+    best_params = family.select(study.trials, study.best_params, CFG)
     candidate = family.score(family.servable(family.fit(split.train, best_params, CFG), CFG), split.test, CFG)
     baseline = family.score(family.baseline(split.train, CFG), split.test, CFG)
     assert candidate.objective > baseline.objective
