@@ -60,7 +60,7 @@ def notebook_report(lines: pd.DataFrame, customers: pd.DataFrame, inventory: pd.
     }))
     churned = 0
     for _, row in per_customer.iterrows():
-        if (ref - row["last"]).days > CHURN_DAYS:
+        if (ref + pd.Timedelta(days=1) - row["last"]).days > CHURN_DAYS:  # recency counts to the day after the data
             churned += 1
     churn_rate = churned / len(per_customer)
     out["churn_rate"] = churn_rate
@@ -81,7 +81,8 @@ def notebook_report(lines: pd.DataFrame, customers: pd.DataFrame, inventory: pd.
     out["engagement_email"] = engagement.get("email", float("nan"))
 
     out["cohort_m1_retention"] = _notebook_cohorts(known, customers, df["day"].min(), ref)
-    out["rfm_champions"] = float(_notebook_rfm(per_customer, ref).eq("champions").sum())
+    net = df.dropna(subset=["customer_id"]).groupby("customer_id")["revenue"].sum()  # RFM monetary is net of returns
+    out["rfm_champions"] = float(_notebook_rfm(per_customer.assign(revenue=net), ref).eq("champions").sum())
 
     by_cat = df.groupby("category").apply(lambda g: -g.loc[g["returned"], "quantity"].sum() / g.loc[~g["returned"], "quantity"].sum())
     out["return_rate"] = -rets["quantity"].sum() / sales["quantity"].sum()

@@ -16,6 +16,7 @@ import pandas as pd
 from pydantic import Field, ValidationError, field_validator
 
 from features.config_io import Strict
+from features.customers import reference_day
 from features.contract import line_revenue
 from features.counting import distinct_count
 
@@ -105,9 +106,14 @@ class Prepared:
         return self.lines["order_date"].to_numpy().astype("datetime64[D]").astype(np.int64)
 
     @cached_property
-    def reference_day(self) -> int:
-        """The reference date: the last order date in the data (any line)."""
+    def last_day(self) -> int:
+        """The last order date in the data (any line): where the observation ends."""
         return int(self.day.max())
+
+    @cached_property
+    def reference_day(self) -> int:
+        """The day recency is counted to (churn, RFM): `features.customers.reference_day`, the one definition."""
+        return reference_day(self.day)
 
     @property
     def reference_date(self) -> str:

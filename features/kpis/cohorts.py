@@ -65,7 +65,7 @@ def cohort_retention(lines: pd.DataFrame | Prepared, customers: pd.DataFrame | N
     if data.lines_without_customer == len(data.lines):
         raise KpiUnavailable("no line has a customer id")
     ids, cohort, sources = _cohort_months(data, customers)
-    first_m, last_m = (int(_month(np.array([d], dtype="datetime64[D]"))[0]) for d in (data.day.min(), data.reference_day))
+    first_m, last_m = (int(_month(np.array([d], dtype="datetime64[D]"))[0]) for d in (data.day.min(), data.last_day))
     late = cohort > last_m  # signed up after the data ends: no observable month
     if late.all():
         raise KpiUnavailable("every customer's signup month is after the last month of the data")

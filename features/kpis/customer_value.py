@@ -82,7 +82,7 @@ def clv(
     return {
         "customers": n,
         "lines_without_customer": data.lines_without_customer,
-        "observation_days": int(data.reference_day - data.day.min()) + 1,
+        "observation_days": int(data.last_day - data.day.min()) + 1,
         "average_purchase_value": apv,
         "purchase_frequency": pf,
         "churn_rate": rate,

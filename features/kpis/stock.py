@@ -45,7 +45,7 @@ def stock_cover(lines: pd.DataFrame | Prepared, inventory: pd.DataFrame | None, 
     data = prepare(lines)
     key = _check_inventory(inventory)
     codes, values = data.codes_of(key)
-    recent = data.sale & (data.day > data.reference_day - demand_window_days) & (codes >= 0)
+    recent = data.sale & (data.day > data.last_day - demand_window_days) & (codes >= 0)
     units = np.bincount(codes[recent], weights=data.quantity[recent], minlength=len(values))
     table = pd.DataFrame({
         key: inventory[key].astype("string").to_numpy(dtype=object),

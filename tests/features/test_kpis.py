@@ -64,7 +64,7 @@ SHOP = lines_frame([
     ("O4", "2024-03-01", None, "P3", "toys", 4, 5.0, 0.0, None, False),  # 20 (guest, no channel)
     ("O5", "2024-03-31", "C", "P1", "toys", 3, 10.0, 0.1, "social", False),  # 27
 ])
-# reference date = 2024-03-31; customers A (O1, O2: 45, last 02-10), B (O3: 60, last 02-15), C (O5: 27, last 03-31)
+# last order date 2024-03-31 (recency reference 2024-04-01); customers A (O1, O2: 45, last 02-10), B (O3: 60, last 02-15), C (O5: 27, last 03-31)
 
 
 def test_sales_summary_totals():
@@ -75,7 +75,7 @@ def test_sales_summary_totals():
     assert out["returned_value"] == pytest.approx(30.0)
     assert out["net_revenue"] == pytest.approx(122.0)
     assert (out["units_sold"], out["units_returned"]) == (13, 1)  # 2+1+1+2+4+3 sold
-    assert out["reference_date"] == "2024-03-31"
+    assert out["reference_date"] == "2024-04-01"  # recency counts to the day after the last order (one definition)
 
 
 def test_order_values():
@@ -98,12 +98,12 @@ def test_orders_per_customer_excludes_guest_lines():
 
 
 def test_churn_from_inactivity_window():
-    # days since last purchase on 2024-03-31: A 50, B 45, C 0
+    # recency to the reference date 2024-04-01 (last order date + 1 day, as RFM counts it): A 51, B 46, C 1
     out = churn(SHOP, churn_window_days=30)
     assert (out["churned_customers"], out["active_customers"]) == (2, 1)
     assert out["churn_rate"] == pytest.approx(2 / 3)
-    assert churn(SHOP, churn_window_days=45)["churned_customers"] == 1  # only A: 50 > 45, B: 45 is not > 45
-    assert churn(SHOP, churn_window_days=50)["churn_rate"] == 0.0
+    assert churn(SHOP, churn_window_days=46)["churned_customers"] == 1  # only A: 51 > 46, B: 46 is not > 46
+    assert churn(SHOP, churn_window_days=51)["churn_rate"] == 0.0
 
 
 def test_clv_textbook_formula():
@@ -126,7 +126,7 @@ def test_clv_textbook_formula():
 
 def test_clv_with_margin_and_without_churn():
     assert clv(SHOP, churn_window_days=30, profit_margin=0.5)["clv_mean"] == pytest.approx(33.0)  # 66 * 0.5
-    out = clv(SHOP, churn_window_days=50)  # nobody churned: lifetime unbounded
+    out = clv(SHOP, churn_window_days=51)  # nobody churned: lifetime unbounded
     assert out["clv_mean"] is None and out["expected_lifetime"] is None and "unbounded" in out["note"]
     per_customer = customer_clv(SHOP, churn_window_days=30)
     assert per_customer.set_index("customer_id")["clv"].to_dict() == pytest.approx({"A": 67.5, "B": 90.0, "C": 40.5})
