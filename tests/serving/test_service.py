@@ -18,23 +18,34 @@ def post(server: Server, path: str, body, headers: dict | None = None) -> httpx.
     return httpx.post(server.url + path, json=body, timeout=30, headers=AUTH if headers is None else headers)
 
 
-def champion_version(registry: tuple[Path, str], name: str) -> str:
-    """The version the registry's champion alias points to (other tests move it; never assume "1")."""
+def champion_version(registry: tuple[Path, str], name: str, server: Server) -> str:
+    """The version the registry's champion alias points to, once the server serves it (other tests move
+    the alias and the server follows within its reload interval; never assume version "1")."""
+    import time
+
     from mlflow.tracking import MlflowClient
 
     _, uri = registry
-    return str(MlflowClient(uri, uri).get_model_version_by_alias(name, "champion").version)
+    wanted = str(MlflowClient(uri, uri).get_model_version_by_alias(name, "champion").version)
+    deadline = time.time() + 20
+    while time.time() < deadline:
+        served = {m["name"]: m["version"] for m in post(server, "/models", {}).json()["models"]}
+        if served.get(name) == wanted:
+            break
+        time.sleep(0.2)
+    return wanted
 
 
 CUSTOMER = {"recency": 12.0, "frequency": 9.0, "monetary": 850.0, "quantity": 40.0, "tenure": 400.0, "aov": 94.4, "return_rate": 0.02}
 
 
 def test_segment_batch(server: Server, registry: tuple[Path, str]) -> None:
+    version = champion_version(registry, "ecomlab-segmenter", server)
     rows = [dict(CUSTOMER, customer_id="c1"), dict(CUSTOMER, recency=300.0, frequency=1.0, monetary=15.0, aov=15.0, customer_id="c2")]
     resp = post(server, "/segment", {"customers": rows})
     assert resp.status_code == 200, resp.text
     body = resp.json()
-    assert body["model"] == "ecomlab-segmenter" and body["version"] == champion_version(registry, "ecomlab-segmenter")
+    assert body["model"] == "ecomlab-segmenter" and body["version"] == version
     assert [s["customer_id"] for s in body["segments"]] == ["c1", "c2"]
     assert all(isinstance(s["segment_id"], int) and s["segment_name"] for s in body["segments"])
 
@@ -58,12 +69,13 @@ def test_identical_customers_get_the_same_segment(server: Server) -> None:
 
 
 def test_models_and_probes(server: Server, registry: tuple[Path, str]) -> None:
+    version = champion_version(registry, "ecomlab-segmenter", server)
     body = post(server, "/models", {}).json()
     models = {m["family"]: m for m in body["models"]}
     assert set(models) == {"segmenter", "forecaster", "recommender"}
     model = models["segmenter"]
     assert model["name"] == "ecomlab-segmenter" and model["alias"] == "champion"
-    assert model["version"] == champion_version(registry, "ecomlab-segmenter")
+    assert model["version"] == version
     assert model["run_id"] and "best_silhouette" in model["metrics"] and model["status"] == "serving"
     assert "best_mase" in models["forecaster"]["metrics"] and "best_hit_rate_at_k" in models["recommender"]["metrics"]
     assert httpx.get(server.url + "/readyz").status_code == 200
@@ -116,10 +128,10 @@ def test_api_token_required_but_probes_open(server: Server) -> None:
 
 
 def test_prometheus_metrics_per_model(server: Server, registry: tuple[Path, str]) -> None:
+    version = champion_version(registry, "ecomlab-segmenter", server)
     post(server, "/segment", {"customers": [CUSTOMER] * 3})
     post(server, "/segment", {"customers": [dict(CUSTOMER, recency="x")]})
     text = httpx.get(server.url + "/metrics", headers=AUTH).text
-    version = champion_version(registry, "ecomlab-segmenter")
     assert f'ecomlab_predictions_total{{family="segmenter",model="ecomlab-segmenter",version="{version}"}}' in text
     assert "ecomlab_model_requests_total" in text
     assert "bentoml_service_request_total" in text or "bentoml_api_server_request_total" in text
