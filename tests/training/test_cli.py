@@ -162,3 +162,25 @@ def test_train_prints_the_decisions_scores_and_an_unloadable_champion_exits_1(mo
             "with `ecomlab models promote ecomlab-segmenter 3`") in out
     outcome["result"] = fake_job_result(None)
     assert runner.invoke(app, ["train", "job.yaml"]).exit_code == 0
+
+
+@pytest.mark.slow  # two end-to-end jobs
+def test_printed_scores_are_the_versions_tags(tracking_dir: Path) -> None:
+    """`ecomlab train` prints the candidate, baseline and champion scores the new version's tags hold."""
+    import re
+
+    from mlflow.tracking import MlflowClient
+
+    from tests.helpers import tiny_job
+
+    config = str(tiny_job("segmenter", tracking_dir))
+    for run in (1, 2):  # the second run also has a champion to score
+        result = CliRunner().invoke(app, ["train", config], env={"COLUMNS": "200"})
+        assert result.exit_code == 0, result.output
+        printed = dict(re.findall(r"(candidate v\d+|baseline|champion v\d+)\s*[│|]\s*([-\d.e+]+)", result.output))
+        mv = MlflowClient().search_model_versions("name='ecomlab-segmenter'", order_by=["version_number DESC"])[0]
+        tags = mv.tags
+        assert printed[f"candidate v{mv.version}"] == f"{float(tags['ecomlab.candidate_score']):.4g}"
+        assert printed["baseline"] == f"{float(tags['ecomlab.baseline_score']):.4g}"
+        if run == 2:
+            assert printed[f"champion v{tags['ecomlab.champion_version']}"] == f"{float(tags['ecomlab.champion_score']):.4g}"
