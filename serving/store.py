@@ -51,6 +51,10 @@ class Status:
     registry_error: str | None = None
 
 
+class VersionNotLoaded(RuntimeError):
+    """A registered version could not be loaded; the message names the version and the cause."""
+
+
 class ModelUnavailable(RuntimeError):
     """No model of a family is loaded; the message says why."""
 
@@ -161,7 +165,10 @@ class ModelStore:
         rejected = self._status.rejected.get(spec.family)
         if rejected is not None and rejected[0] == version:  # not servable: loading it again changes nothing
             raise NotServable(rejected[1])
-        loaded = mlflow.pyfunc.load_model(f"models:/{spec.name}/{version}")
+        try:
+            loaded = mlflow.pyfunc.load_model(f"models:/{spec.name}/{version}")
+        except Exception as exc:  # named with its version, so /models says which version failed
+            raise VersionNotLoaded(f"version {version}: {type(exc).__name__}: {_first_line(exc)}") from exc
         try:
             model = unwrap(loaded, spec.family)
         except NotServable as exc:

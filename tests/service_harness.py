@@ -54,7 +54,9 @@ def start(folder: Path, config: Path, tracking_uri: str, env: dict[str, str] | N
         **os.environ,
         "MLFLOW_TRACKING_URI": tracking_uri,
         "ECOMLAB_SERVE_CONFIG": str(config),
-        "BENTOML_HOME": str(REPO / ".bentoml"),
+        # a home per server: BentoML keeps its Prometheus multiprocess files there and clears them at
+        # start, so servers sharing one home wiped each other's counters
+        "BENTOML_HOME": str(folder / f"bentoml-home-{port}"),
         "BENTOML_DO_NOT_TRACK": "true",
         "MLFLOW_DISABLE_TELEMETRY": "true",
         "DO_NOT_TRACK": "true",

@@ -348,7 +348,7 @@ def test_alias_to_version_with_missing_artifacts_keeps_serving(server: Server, r
         deadline = time.time() + 20
         while time.time() < deadline:
             model = post(server, "/models", {}).json()["models"][0]
-            if f"version {wrong.version}" in (model["error"] or ""):  # not an earlier test's error
+            if f"version {broken.version}" in (model["error"] or ""):  # not an earlier test's error
                 break
             time.sleep(0.3)
         assert model["error"] and model["version"] == serving_version and model["status"] == "serving"
