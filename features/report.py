@@ -18,6 +18,7 @@ import jinja2
 from matplotlib.figure import Figure
 
 from features.jsonsafe import json_safe
+from features.plots import dropped_charts
 
 MAX_TABLE_ROWS = 25
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -39,9 +40,10 @@ def write_report(report: dict[str, Any], figures: dict[str, Figure], out: Path, 
 
 
 def render_html(report: dict[str, Any], images: dict[str, str], title: str, meta: dict[str, Any]) -> str:
-    """The report page: meta table, plots, then one section per KPI (tables of scalars and of records)."""
+    """The report page: meta table, plots (and a note for each chart left out), then one section per KPI."""
     template = _environment().get_template(TEMPLATE)
-    return template.render(report=report, images=images, title=title, meta=meta, max_rows=MAX_TABLE_ROWS)
+    return template.render(report=report, images=images, notes=dropped_charts(report), title=title, meta=meta,
+                           max_rows=MAX_TABLE_ROWS)
 
 
 def _png(fig: Figure) -> bytes:
@@ -62,6 +64,10 @@ def _environment() -> jinja2.Environment:
 
 def fmt(value: Any) -> str:
     """A figure as the page shows it: 4 significant digits, thousands separated; lists and dicts as short JSON."""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return f"{value:,}"
     if isinstance(value, float):
         return f"{value:,.4g}" if abs(value) < 1e4 else f"{value:,.0f}"
     if isinstance(value, (list, dict)):
@@ -70,6 +76,7 @@ def fmt(value: Any) -> str:
 
 
 def label(name: Any) -> str:
+    """A column or key name as words ("average_order_value" -> "average order value"): the page is read, not parsed."""
     return str(name).replace("_", " ")
 
 

@@ -6,10 +6,10 @@ for the CLI and the service (`/kpis/{name}`): every entry is called as
 raising `KpiUnavailable` when the data lacks its inputs. `kpi_report` runs them all on one prepared
 view of the lines and shows a missing input as `{"status": "unavailable", "reason": ...}`.
 
-Names: summary, order_value, orders_per_customer, churn, clv, categories, channels, engagement
-(needs the customers table), cohort_retention, rfm, returns, stockout_risk (needs the inventory
-table). Options (`KpiOptions`): churn_window_days, high_value_share, profit_margin,
-demand_window_days, top_n, discount_bands.
+Names: summary, revenue_by_period, order_value, orders_per_customer, churn, clv, categories, channels,
+engagement (needs the customers table), cohort_retention, rfm, returns, stockout_risk (needs the
+inventory table). Options (`KpiOptions`): churn_window_days, high_value_share, profit_margin,
+demand_window_days, revenue_period (month, week or day), top_n, discount_bands.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from features.jsonsafe import json_safe
 from features.kpis.base import KpiOptions, KpiUnavailable, Prepared, prepare
 from features.kpis.cohorts import cohort_retention
 from features.kpis.customer_value import churn, clv, customer_clv, orders_per_customer
+from features.kpis.periods import period_table, revenue_by_period
 from features.kpis.returns import return_rates
 from features.kpis.rfm import rfm, rfm_table
 from features.kpis.sales import category_revenue, channel_performance, engagement_by_channel, order_values, sales_summary
@@ -32,8 +33,8 @@ from features.kpis.stock import stock_cover, stockout_risk
 __all__ = [
     "KPIS", "KpiOptions", "KpiUnavailable", "Prepared", "churn", "clv", "cohort_retention", "customer_clv",
     "category_revenue", "channel_performance", "engagement_by_channel", "headline", "kpi_report", "order_values",
-    "orders_per_customer", "prepare", "return_rates", "rfm", "rfm_table", "run_kpi", "sales_summary",
-    "json_safe", "stock_cover", "stockout_risk",
+    "orders_per_customer", "period_table", "prepare", "return_rates", "revenue_by_period", "rfm", "rfm_table",
+    "run_kpi", "sales_summary", "json_safe", "stock_cover", "stockout_risk",
 ]
 
 Frame = pd.DataFrame | None
@@ -59,6 +60,11 @@ def _register(name: str) -> Callable[[Callable[[Prepared, Frame, Frame, KpiOptio
 @_register("summary")
 def _summary(data: Prepared, customers: Frame, inventory: Frame, o: KpiOptions) -> dict[str, Any]:
     return sales_summary(data)
+
+
+@_register("revenue_by_period")
+def _revenue_by_period(data: Prepared, customers: Frame, inventory: Frame, o: KpiOptions) -> dict[str, Any]:
+    return revenue_by_period(data, o.revenue_period)
 
 
 @_register("order_value")
@@ -141,6 +147,7 @@ HEADLINE = {
     "customers": ("summary", "customers"),
     "gross_revenue": ("summary", "gross_revenue"),
     "net_revenue": ("summary", "net_revenue"),
+    "best_period_revenue": ("revenue_by_period", "best_period", "revenue"),
     "average_order_value": ("order_value", "average_order_value"),
     "orders_per_customer": ("orders_per_customer", "orders_per_customer"),
     "churn_rate": ("churn", "churn_rate"),

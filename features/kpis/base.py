@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -20,6 +20,8 @@ from features.customers import reference_day
 from features.contract import line_revenue
 from features.counting import distinct_count
 
+#: the periods revenue is summed over (features.kpis.periods)
+Period = Literal["month", "week", "day"]
 NEEDED = ["order_id", "order_date", "customer_id", "product_id", "category", "quantity", "unit_price", "discount", "channel", "returned"]
 
 
@@ -34,6 +36,7 @@ class KpiOptions(Strict):
     high_value_share: float = Field(0.2, gt=0, le=1, description="top share of customers by CLV called high-value")
     profit_margin: float = Field(1.0, gt=0, le=1, description="CLV margin; 1 = revenue-based (margin-free) CLV")
     demand_window_days: int = Field(28, ge=1, description="recent days whose sales give the daily demand rate")
+    revenue_period: Period = Field("month", description="period of the revenue-by-period KPI")
     top_n: int = Field(10, ge=1, description="rows kept in top-k tables (top categories, top customers)")
     discount_bands: list[float] = Field(
         default_factory=lambda: [0.0, 0.1, 0.2, 0.3, 0.5, 1.0], description="band edges; band 0 is 'no discount'"

@@ -1,4 +1,4 @@
-"""Cohort retention: for each signup month, the share of its customers who buy k months later.
+"""Cohort retention: for each cohort month (signup, else first purchase), the share of its customers who buy k months later.
 
 Cohort = month of `customers.signup_date` when the customers table gives one, else the month of
 the customer's first purchase. Cohort size = its customers (from the customers table, including
@@ -60,7 +60,9 @@ def _cohort_months(data: Prepared, customers: pd.DataFrame | None) -> tuple[np.n
 
 
 def cohort_retention(lines: pd.DataFrame | Prepared, customers: pd.DataFrame | None = None) -> dict[str, Any]:
-    """Cohort x months-since-signup matrix of active-customer shares (see module docstring)."""
+    """Cohort x months-since-the-cohort-month matrix of active-customer shares (see module docstring); `cohort_by`
+    says in words what the cohort month is in this data (`average_by_month.months_since_signup` keeps its
+    name for its readers, and counts from that cohort month)."""
     data = prepare(lines)
     if data.lines_without_customer == len(data.lines):
         raise KpiUnavailable("no line has a customer id")
@@ -86,6 +88,7 @@ def cohort_retention(lines: pd.DataFrame | Prepared, customers: pd.DataFrame | N
     matrix[calendar < first_m] = np.nan
     keep = sizes > 0
     return {
+        "cohort_by": _cohort_by(sources),
         "cohort_source": sources,
         "customers": int(len(ids)),
         "lines_without_customer": data.lines_without_customer,
@@ -96,6 +99,13 @@ def cohort_retention(lines: pd.DataFrame | Prepared, customers: pd.DataFrame | N
         "matrix": _wide(matrix[keep], sizes[keep], [_label(c0 + i) for i in np.flatnonzero(keep)]),
         "average_by_month": _average(matrix[keep], sizes[keep]),
     }
+
+
+def _cohort_by(sources: dict[str, int]) -> str:
+    """What a cohort month is in this data, in words: plots and pages must not say "signup" when it is not."""
+    if not sources["signup_date"]:
+        return "first purchase month"
+    return "signup month" if not sources["first_purchase"] else "signup month (first purchase month where none)"
 
 
 def _wide(matrix: np.ndarray, sizes: np.ndarray, labels: list[str]) -> pd.DataFrame:

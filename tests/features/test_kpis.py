@@ -362,13 +362,13 @@ def test_full_report_is_json_and_every_kpi_runs():
     assert headline(report)["churn_rate"] == pytest.approx(2 / 3)
     assert report["stockout_risk"]["by_category"]  # category taken from the lines
     figures = kpi_figures(report)
-    assert set(figures) == {"cohort_retention", "revenue_by_category", "channels", "return_rates", "rfm_segments"}
+    assert set(figures) == {"revenue_by_period", "cohort_retention", "revenue_by_category", "channels", "return_rates", "rfm_segments"}
     assert all(isinstance(f, Figure) for f in figures.values())
 
 
 def test_figures_skip_unavailable_sections():
     report = kpi_report(SHOP.assign(customer_id=pd.Series([None] * len(SHOP), dtype="string")))
-    assert set(kpi_figures(report)) == {"revenue_by_category", "channels", "return_rates"}
+    assert set(kpi_figures(report)) == {"revenue_by_period", "revenue_by_category", "channels", "return_rates"}
 
 
 def test_bad_options_and_names_are_clear_errors():
