@@ -7,7 +7,9 @@ Columns and their meaning are in DESIGN.md. Loaders map a source's columns onto 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
+import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 
@@ -28,6 +30,17 @@ COLUMNS = [
 ]
 #: columns a source may carry along beyond the contract (e.g. country) are kept as extra columns
 STRING_COLUMNS = ["order_id", "customer_id", "product_id", "product_name", "category", "channel"]
+
+#: A column holds a value safely when a sum of this many such values (a KPI over every line) can
+#: neither wrap nor overflow; beyond that a value is quarantined as "out of range".
+MAX_SUMMED_LINES = 2**32
+MAX_QUANTITY = 2**63 // MAX_SUMMED_LINES - 1  # 2**31 - 1 units in one line: int64 sums cannot wrap
+#: the bound of |unit price| and of |quantity x unit price|: float64 sums stay finite
+MAX_AMOUNT = float(np.finfo(np.float64).max) / MAX_SUMMED_LINES
+
+#: how a quarantine numbers its rows: "line" is the file line (the header is line 1), "index" the
+#: 0-based position of a row in a request (JSON has no lines)
+Numbering = Literal["line", "index"]
 
 ORDER_LINES_SCHEMA = pa.DataFrameSchema(
     {
@@ -50,7 +63,9 @@ ORDER_LINES_SCHEMA = pa.DataFrameSchema(
 
 @dataclass
 class Quarantine:
-    """Rows that could not be used, one entry per (row, column, reason), so nothing is lost silently."""
+    """Rows that could not be used, one entry per (row, column, reason), so nothing is lost silently.
+
+    `row` means what `numbering` says: a file line, or a request's 0-based index."""
 
     frame: pd.DataFrame = field(
         default_factory=lambda: pd.DataFrame(
@@ -63,6 +78,7 @@ class Quarantine:
             }
         )
     )
+    numbering: Numbering = "line"
 
     @property
     def n_rows(self) -> int:
@@ -81,10 +97,11 @@ class Quarantine:
 
     @staticmethod
     def concat(parts: list["Quarantine"]) -> "Quarantine":
+        numbering = parts[0].numbering if parts else "line"
         frames = [p.frame for p in parts if not p.frame.empty]
         if not frames:
-            return Quarantine()
-        return Quarantine(pd.concat(frames, ignore_index=True))
+            return Quarantine(numbering=numbering)
+        return Quarantine(pd.concat(frames, ignore_index=True), numbering)
 
 
 @dataclass

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator, model_validator
 
@@ -65,8 +66,10 @@ class DataSourceConfig(Strict):
     constants: dict[str, str | int | float] = Field(default_factory=dict)
     extra_columns: dict[str, str] = Field(default_factory=dict)  # kept beside the contract, e.g. country
     compose: dict[str, list[str]] = Field(default_factory=dict)  # contract column from joined source columns
-    date_format: str | None = None
-    dayfirst: bool = False
+    date_format: str | None = None  # strptime format, e.g. "%m/%d/%y %H:%M"; without it every ISO 8601 form parses
+    #: the one timezone of order_date: times with an offset are converted to it, times without one are
+    #: taken as written in it. None: naive UTC (offsets converted to UTC, the rest kept as written).
+    timezone: str | None = None
     returns: Returns = Returns()
     drop_duplicates: bool = True
     synthetic: SyntheticOptions = SyntheticOptions()  # the generator's options (format: synthetic, no path)
@@ -81,6 +84,16 @@ class DataSourceConfig(Strict):
         bad = sorted(set(value) - allowed)
         if bad:
             raise ValueError(f"unknown contract column(s) {bad}; constants may set {sorted(allowed)}")
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                ZoneInfo(value)
+            except (ZoneInfoNotFoundError, ValueError):
+                raise ValueError(f"unknown timezone {value!r}; use an IANA name such as UTC or Europe/London") from None
         return value
 
     @field_validator("compose")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from features.contract import COLUMNS, REQUIRED, Accounting, Loaded
+from features.contract import COLUMNS, REQUIRED, Accounting, Loaded, Numbering
 from features.readers.baskets import load_basket_source
 from features.readers.files import SourceError
 from features.readers.normalise import normalise
@@ -34,19 +34,25 @@ def load(config: str | Path | DataSourceConfig, progress: Progress | None = None
     return load_tabular(cfg, progress)
 
 
-def validate_frame(raw: pd.DataFrame, name: str = "request", date_format: str | None = None) -> Loaded:
-    """Validate rows already named like the contract (e.g. posted to the service) with the loader's rules."""
+def validate_frame(
+    raw: pd.DataFrame, name: str = "request", date_format: str | None = None, timezone: str | None = None,
+    numbering: Numbering = "index",
+) -> Loaded:
+    """Validate rows already named like the contract (e.g. posted to the service) with the loader's rules.
+
+    Rows posted as JSON are quarantined by their 0-based index; pass `numbering="line"` for rows read
+    from a CSV with a header, so the quarantine names file lines as the CLI does."""
     present = {k: v for k, v in CONTRACT_MAPPING.items() if k in raw.columns}
     missing = [c for c in REQUIRED if c not in present]
     if missing:
         raise SourceError(f"{name}: required contract column(s) {missing} missing; columns given: {list(raw.columns)}")
     cfg = DataSourceConfig(
-        name=name, format="csv", path=name, columns=ColumnMap(**present), date_format=date_format,
+        name=name, format="csv", path=name, columns=ColumnMap(**present), date_format=date_format, timezone=timezone,
         returns={"negative_quantity": True}, drop_duplicates=False,
     )
     frame = raw.reset_index(drop=True).astype(object).where(raw.notna().reset_index(drop=True), None)
     frame = frame.map(lambda v: None if v is None else str(v))
-    clean, quarantine, _ = normalise(frame, cfg, name)
+    clean, quarantine, _ = normalise(frame, cfg, name, numbering)
     lines = clean.drop(columns=["_raw_key"]).reset_index(drop=True)
     accounting = Accounting(len(raw), len(lines), quarantine.n_rows, 0)
     accounting.check()

@@ -2,5 +2,6 @@
 
 `features.sources.load` picks the reader a data config's `format` names; the readers share
 `files` (finding files, their digest, side tables, `SourceError`) and the tabular readers share
-`normalise` (mapping, parsing and checking rows). Nothing here imports `features.sources`.
+`normalise` (mapping, parsing and checking rows) and `dates` (order dates, row by row). Nothing here
+imports `features.sources`.
 """

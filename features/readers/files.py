@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from features.contract import Quarantine
+from features.contract import Numbering, Quarantine
 from features.source_config import DataSourceConfig, SideTable
 
 
@@ -58,10 +58,11 @@ def read_side_table(cfg: DataSourceConfig, table: SideTable | None) -> pd.DataFr
 class Reasons:
     """Collects (row, column, reason, value) for rejected rows, vectorised: every reader's quarantine is built here.
 
-    `rows` maps the frame's index to the row number a user sees in the file (1-based)."""
+    `rows` maps the frame's index to the row number a user sees: the file line (1-based) or, for rows
+    posted in a request, their 0-based index; `numbering` says which."""
 
-    def __init__(self, file: str, rows: pd.Series) -> None:
-        self.file, self.rows_of, self.parts = file, rows, []
+    def __init__(self, file: str, rows: pd.Series, numbering: Numbering = "line") -> None:
+        self.file, self.rows_of, self.numbering, self.parts = file, rows, numbering, []
 
     def add(self, mask: pd.Series, column: str, reason: str, values: pd.Series | None) -> None:
         mask = mask.fillna(False).astype(bool)
@@ -78,11 +79,11 @@ class Reasons:
 
     def quarantine(self) -> Quarantine:
         if not self.parts:
-            return Quarantine()
+            return Quarantine(numbering=self.numbering)
         frame = pd.concat(self.parts, ignore_index=True)
         frame.insert(0, "row", self.rows_of.loc[frame["idx"]].to_numpy().astype("int64"))
         frame.insert(0, "file", self.file)
         frame = frame.drop(columns="idx").sort_values(["row"], kind="stable", ignore_index=True)
         for col in ("file", "column", "reason", "value"):
             frame[col] = frame[col].astype("string")
-        return Quarantine(frame)
+        return Quarantine(frame, self.numbering)

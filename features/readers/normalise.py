@@ -1,7 +1,8 @@
 """Map, parse and check one table's rows onto `OrderLines`: clean rows, and a quarantine entry for every rejected one.
 
 Every rejected row is reported with its file, row number (1-based, as a spreadsheet shows it: the
-header is row 1), column and reason. Parsing is vectorised per column; nothing is coerced silently.
+header is row 1; or a request's 0-based index), column and reason. Parsing is vectorised per column;
+nothing is coerced silently, and no number a KPI sum could wrap or overflow gets in ("out of range").
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from features.contract import COLUMNS, Quarantine
+from features.contract import COLUMNS, MAX_AMOUNT, MAX_QUANTITY, Numbering, Quarantine
+from features.readers.dates import parse_dates
 from features.readers.files import Reasons, SourceError
 from features.source_config import DataSourceConfig
 
@@ -36,9 +38,13 @@ class Table:
         return self.text[self.mapping[col]]
 
 
-def normalise(raw: pd.DataFrame, cfg: DataSourceConfig, file: str) -> tuple[pd.DataFrame, Quarantine, int]:
-    """Map, parse and check one file's rows: (clean lines, quarantine, exact duplicates dropped)."""
-    t = _table(raw, cfg, file)
+def normalise(
+    raw: pd.DataFrame, cfg: DataSourceConfig, file: str, numbering: Numbering = "line"
+) -> tuple[pd.DataFrame, Quarantine, int]:
+    """Map, parse and check one file's rows: (clean lines, quarantine, exact duplicates dropped).
+
+    `numbering="index"` numbers quarantined rows by their 0-based position (rows posted in a request)."""
+    t = _table(raw, cfg, file, numbering)
     out = pd.DataFrame(index=raw.index)
     for col in TEXT_COLUMNS:
         out[col] = _text_column(t, col)
@@ -47,13 +53,14 @@ def normalise(raw: pd.DataFrame, cfg: DataSourceConfig, file: str) -> tuple[pd.D
     for col in ID_COLUMNS:
         out[col] = out[col].str.replace(r"^(\d+)\.0$", r"\1", regex=True)
     out["order_date"] = _parse_dates(t)
-    qty = _numeric(t, "quantity")
+    qty = _numeric(t, "quantity", limit=MAX_QUANTITY)
     t.reasons.add(t.alive & qty.notna() & (qty != np.round(qty)), "quantity", "not a whole number", t.text.get(t.mapping.get("quantity")))
     t.reasons.add(t.alive & qty.eq(0), "quantity", "zero quantity", None)
     discount = _numeric(t, "discount", required=False).fillna(0.0)
     t.reasons.add(t.alive & ((discount < 0) | (discount > 1)), "discount", "discount outside [0, 1]", discount)
     price = _unit_price(t, qty, discount)
     t.reasons.add(t.alive & (price < 0), "unit_price", "negative unit price", price)
+    _line_value(t, qty, price)
     out["returned"] = _returned(t, out["order_id"], qty)
     out["quantity"], out["unit_price"], out["discount"] = qty, price, discount
     for name, src in cfg.extra_columns.items():
@@ -61,10 +68,11 @@ def normalise(raw: pd.DataFrame, cfg: DataSourceConfig, file: str) -> tuple[pd.D
     return _clean(out, t)
 
 
-def _table(raw: pd.DataFrame, cfg: DataSourceConfig, file: str) -> Table:
+def _table(raw: pd.DataFrame, cfg: DataSourceConfig, file: str, numbering: Numbering) -> Table:
     """Check the mapping, strip the used columns and mark blank rows and repeated header rows."""
     mapping = _check_mapping(raw, cfg, file)
-    reasons = Reasons(file, pd.Series(np.arange(len(raw)) + (2 if cfg.read.header else 1), index=raw.index))
+    first = 0 if numbering == "index" else 2 if cfg.read.header else 1
+    reasons = Reasons(file, pd.Series(np.arange(len(raw)) + first, index=raw.index), numbering)
     used = list(dict.fromkeys([*mapping.values(), *cfg.extra_columns.values()]))
     text = raw[used].astype("string").apply(lambda s: s.str.strip())
     blank = text.isna().all(axis=1)
@@ -123,28 +131,25 @@ def _text_column(t: Table, col: str) -> pd.Series:
 
 
 def _parse_dates(t: Table) -> pd.Series:
-    """Dates by the configured format; a column where no value parses is a SourceError, single bad values are quarantined."""
+    """Each date on its own (ISO 8601, or the config's `date_format`); a declared format no value matches is a SourceError."""
     if "order_date" not in t.mapping:
         return pd.Series(pd.Timestamp(str(t.cfg.constants["order_date"])), index=t.raw.index).astype("datetime64[ns]")
     src = t.mapping["order_date"]
     column, text = t.raw[src], t.text[src]
-    if pd.api.types.is_datetime64_any_dtype(column):
-        parsed = column
-    else:
-        parsed = pd.to_datetime(text, format=t.cfg.date_format, dayfirst=t.cfg.dayfirst, errors="coerce")
-    parsed = parsed.dt.tz_localize(None) if getattr(parsed.dt, "tz", None) is not None else parsed
-    parsed = parsed.astype("datetime64[ns]")
+    dates = parse_dates(column if pd.api.types.is_datetime64_any_dtype(column) else text, t.cfg.date_format, t.cfg.timezone)
     candidates = t.alive & text.notna()
-    if candidates.any() and parsed[candidates].isna().all():
+    fmt = t.cfg.date_format
+    if fmt and candidates.any() and dates.unparseable[candidates].all():
         example = text[candidates].iloc[0]
-        fmt = t.cfg.date_format or "(inferred)"
         raise SourceError(f"{t.file}: date column {src!r} does not parse with format {fmt}: e.g. {example!r}")
     t.reasons.add(t.alive & text.isna(), "order_date", "missing value", None)
-    t.reasons.add(t.alive & text.notna() & parsed.isna(), "order_date", "unparseable date", text)
-    return parsed
+    t.reasons.add(t.alive & dates.unparseable, "order_date", "unparseable date", text)
+    t.reasons.add(t.alive & dates.out_of_range, "order_date", "out of range", text)
+    return dates.values
 
 
-def _numeric(t: Table, col: str, required: bool = True) -> pd.Series:
+def _numeric(t: Table, col: str, required: bool = True, limit: float = MAX_AMOUNT) -> pd.Series:
+    """A numeric column; beyond `limit` (or an overflowing literal such as 1e400) is "out of range"."""
     if col not in t.mapping:
         if col in t.cfg.constants:
             return pd.Series(float(t.cfg.constants[col]), index=t.raw.index)
@@ -156,8 +161,25 @@ def _numeric(t: Table, col: str, required: bool = True) -> pd.Series:
     if required:
         t.reasons.add(t.alive & text.isna(), col, "missing value", None)
     t.reasons.add(t.alive & text.notna() & values.isna(), col, "not a number", text)
-    t.reasons.add(t.alive & np.isinf(values), col, "not a finite number", text)
+    infinite = np.isinf(values)
+    overflow = ~infinite & (values.abs() > limit)
+    if infinite.any():  # "1e400" overflowed while parsing; "inf" was written as such
+        overflow |= infinite & text.str.contains(r"\d", regex=True).fillna(False).astype(bool)
+    t.reasons.add(t.alive & overflow, col, "out of range", text)
+    t.reasons.add(t.alive & infinite & ~overflow, col, "not a finite number", text)
     return values
+
+
+def _line_value(t: Table, qty: pd.Series, price: pd.Series) -> None:
+    """Quantity and price each in range can still multiply past what a KPI sum holds: "out of range" too.
+
+    Rows already rejected (e.g. a price out of range on its own) are not reported twice; a constant
+    price from the config is checked here, through the product."""
+    pending = pd.Series(~t.raw.index.isin(t.reasons.rows()), index=t.raw.index)
+    beyond = t.alive & pending & qty.notna() & price.notna() & ~((qty * price).abs() <= MAX_AMOUNT)
+    if beyond.any():
+        shown = qty[beyond].map("{:.0f}".format) + " x " + price[beyond].map("{:g}".format)
+        t.reasons.add(beyond, "quantity x unit_price", "out of range", shown)
 
 
 def _unit_price(t: Table, qty: pd.Series, discount: pd.Series) -> pd.Series:

@@ -9,9 +9,9 @@ import pytest
 import yaml
 
 from features.config_io import ConfigError
-from features.contract import validate_schema
+from features.contract import Quarantine, validate_schema
 from features.source_config import load_source_config
-from features.sources import SourceError, load
+from features.sources import SourceError, load, validate_frame
 from tests.helpers import REPO  # noqa: E402
 
 CSV = """InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country
@@ -149,6 +149,37 @@ def test_amount_column_gives_unit_price_before_discount(tmp_path: Path) -> None:
     lines = load(cfg).lines
     assert lines["unit_price"].iloc[0] == pytest.approx(50.0)  # 80 / 2 / (1 - 0.2)
     assert lines["discount"].iloc[0] == pytest.approx(0.2)
+
+
+# ---- quarantine row numbers: file lines for files, 0-based indices for requests (issue 11) ----
+
+REQUEST_ROWS = pd.DataFrame({
+    "order_id": ["1", "2", "3"], "order_date": ["2024-01-03", "not a date", "2024-01-05"],
+    "product_id": ["p", "p", "p"], "quantity": [1, 1, "x"], "unit_price": [1.0, 1.0, 1.0],
+})
+
+
+def test_request_rows_are_quarantined_by_their_0_based_index() -> None:
+    q = validate_frame(REQUEST_ROWS).quarantine
+    assert q.numbering == "index"
+    assert q.frame[["row", "column"]].values.tolist() == [[1, "order_date"], [2, "quantity"]]
+
+
+def test_rows_read_from_a_file_are_quarantined_by_file_line() -> None:
+    q = validate_frame(REQUEST_ROWS, "upload", numbering="line").quarantine
+    assert q.numbering == "line"
+    assert q.frame[["row", "column"]].values.tolist() == [[3, "order_date"], [4, "quantity"]]
+
+
+def test_loaded_sources_number_by_file_line(tiny: Path) -> None:
+    q = load(tiny).quarantine
+    assert q.numbering == "line" and q.frame["row"].min() == 6  # the blank line: header + 4 records + 1
+
+
+def test_concat_keeps_the_numbering() -> None:
+    parts = [validate_frame(REQUEST_ROWS).quarantine, validate_frame(REQUEST_ROWS.iloc[:1]).quarantine]
+    assert Quarantine.concat(parts).numbering == "index"
+    assert Quarantine.concat([]).numbering == "line"
 
 
 # ---- bad input: one clear error that names the problem ----
