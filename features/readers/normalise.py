@@ -55,7 +55,7 @@ def normalise(
     out["order_date"] = _parse_dates(t)
     qty = _numeric(t, "quantity", limit=MAX_QUANTITY)
     t.reasons.add(t.alive & qty.notna() & (qty != np.round(qty)), "quantity", "not a whole number", t.text.get(t.mapping.get("quantity")))
-    t.reasons.add(t.alive & qty.eq(0), "quantity", "zero quantity", None)
+    t.reasons.add(t.alive & qty.eq(0), "quantity", "zero quantity", t.source("quantity"))
     discount = _numeric(t, "discount", required=False).fillna(0.0)
     t.reasons.add(t.alive & ((discount < 0) | (discount > 1)), "discount", "discount outside [0, 1]", discount)
     price = _unit_price(t, qty, discount)

@@ -384,3 +384,9 @@ def strongly_connected(graph: dict[str, set[str]]) -> list[list[str]]:
         if v not in index:
             visit(v)
     return out
+
+
+def test_a_zero_quantity_line_reports_its_value_not_null() -> None:
+    rows = pd.DataFrame({"order_id": ["1"], "order_date": ["2024-01-03"], "product_id": ["p"], "quantity": [0], "unit_price": [2.5]})
+    q = validate_frame(rows).quarantine
+    assert q.frame[["column", "reason", "value"]].values.tolist() == [["quantity", "zero quantity", "0"]]
