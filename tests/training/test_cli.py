@@ -152,7 +152,9 @@ def test_train_prints_the_decisions_scores_and_an_unloadable_champion_exits_1(mo
     outcome = {"result": fake_job_result("ModuleNotFoundError: No module named 'training.segment_pyfunc'")}
     jobs.run_loaded_job = lambda job, cfg, hooks, replace_unloadable=False: outcome["result"]
     monkeypatch.setitem(sys.modules, "training.jobs", jobs)
-    monkeypatch.setattr("training.config.load_job_config", lambda path, overrides: (job, None))
+    monkeypatch.setattr("training.cli.train.load_job", lambda path, overrides: (job, None))
+    monkeypatch.setattr("training.cli.train.registered_figures", lambda run_id, family: {})
+    monkeypatch.setattr("shutil.which", lambda program: program)  # ecomlab is on PATH
     result = runner.invoke(app, ["train", "job.yaml"])
     assert result.exit_code == 1
     out = " ".join(result.output.split())

@@ -15,6 +15,7 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "ERROR")
 
 import logging  # noqa: E402
+import shutil  # noqa: E402
 from collections.abc import Iterator  # noqa: E402
 from contextlib import contextmanager  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -25,7 +26,7 @@ from rich.console import Console  # noqa: E402
 from rich.markup import escape  # noqa: E402
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn  # noqa: E402
 
-from features.config_io import ConfigError  # noqa: E402
+from features.config_io import ConfigError, read_yaml  # noqa: E402
 from features.readers.files import SourceError  # noqa: E402
 
 EXIT_FAILED, EXIT_USAGE = 1, 2  # 0 is success
@@ -73,11 +74,52 @@ def fail(message: str, label: str = "error") -> None:
     err.print(f"[bold red]{label}:[/] {escape(message)}", highlight=False, soft_wrap=True)
 
 
-def progress() -> Progress:
-    return Progress(
+@contextmanager
+def progress() -> Iterator[Progress]:
+    """A progress bar that stays once the work is done, but is hidden when the work raises, so no
+    spinner line is left beside the error printed next."""
+    bar = Progress(
         SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
         TimeElapsedColumn(), console=console, transient=False,
     )
+    with bar:
+        try:
+            yield bar
+        except BaseException:
+            for task in bar.task_ids:
+                bar.update(task, visible=False)
+            raise
+
+
+def hint(command: str) -> str:
+    """A command as it can be run here: prefixed with `uv run` when its program is not on PATH
+    (a checkout used through `uv run`, where the console scripts live in .venv/bin)."""
+    program = command.split(maxsplit=1)[0]
+    return command if shutil.which(program) else f"uv run {command}"
+
+
+JOB_KEYS = frozenset({"job", "family", "registry", "tuning", "experiment"})
+
+
+def expect_kind(path: Path, wanted: str) -> None:
+    """A job config given where a data config is expected (or the reverse) is one line naming both kinds,
+    instead of one "unknown key" line per key of the other kind. Unreadable files are left to the loader."""
+    try:
+        data = read_yaml(path)
+    except ConfigError:
+        return
+    is_job = bool(JOB_KEYS & set(data)) and "format" not in data
+    is_data = "format" in data and not JOB_KEYS & set(data)
+    if wanted == "data" and is_job:
+        raise ConfigError(
+            f"{path}: a job config (job: {data.get('job', '?')}), not a data config; "
+            f"train it with `{hint(f'ecomlab train {path}')}` (its data config is {data.get('data', '?')})"
+        )
+    if wanted == "job" and is_data:
+        raise ConfigError(
+            f"{path}: a data config (format: {data['format']}), not a job config; "
+            f"check it with `{hint(f'ecomlab data check {path}')}`, or train a job config such as configs/segment.yaml"
+        )
 
 
 def shipped_config(path: str) -> Path:

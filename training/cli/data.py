@@ -13,7 +13,9 @@ from rich.table import Table
 
 from features.config_io import apply_overrides
 from features.contract import Loaded
-from training.cli.app import console, data_app, progress, user_errors
+from training.cli.app import REPO, console, data_app, expect_kind, hint, progress, user_errors
+
+GENERATED = "configs/data/generated.yaml"  # the shipped data config that reads `ecomlab data generate`'s default folder
 
 
 @data_app.command("generate")
@@ -38,12 +40,27 @@ def data_generate(
         f"wrote {len(data.lines):,} order lines, {len(data.customers):,} customers, "
         f"{len(data.inventory):,} products to [bold]{out}[/] in {time.perf_counter() - t0:.1f} s"
     )
+    console.print(_check_hint(out), highlight=False, soft_wrap=True)
+
+
+def _check_hint(out: Path) -> str:
+    """The command that checks what was just written: the shipped config when it reads this folder."""
+    from features.source_config import load_source_config
+
+    if not (REPO / GENERATED).exists():  # installed without the checkout's configs
+        return f"next: a data config with `format: synthetic` and `path: {out}` reads it"
+    shipped = load_source_config(REPO / GENERATED)
+    if shipped.path and shipped.resolve(shipped.path).resolve() == out.resolve():
+        shown = GENERATED if Path.cwd().resolve() == REPO else str(REPO / GENERATED)
+        return f"next: {hint(f'ecomlab data check {shown}')}"
+    return f"next: a data config with `format: synthetic` and `path:` this folder (relative to the config) reads it, like {GENERATED}"
 
 
 def load_with_progress(config: Path) -> Loaded:
     """Load a data config with a progress bar over its files."""
     from features.sources import load
 
+    expect_kind(config, "data")
     with progress() as bar:
         task = bar.add_task(f"loading {config.name}", total=None)
 

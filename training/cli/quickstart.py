@@ -9,10 +9,10 @@ from typing import Annotated, Any
 
 import typer
 
-from training.cli.app import EXIT_FAILED, app, console, fail, shipped_config, user_errors
+from training.cli.app import EXIT_FAILED, app, console, fail, hint, shipped_config, user_errors
 from training.cli.data import accounting_table
 from training.cli.kpis import compute_and_write_kpis
-from training.cli.train import champion_problem, run_train
+from training.cli.train import champion_problem, load_job, run_train
 from training.decision import CHAMPION
 
 QUICKSTART_JOBS = ["configs/segment.yaml", "configs/forecast.yaml", "configs/recommend.yaml"]
@@ -38,8 +38,9 @@ def quickstart(
     console.print(
         f"KPI report: [bold]{page}[/]\n"
         f"data: {data_dir}  time: {time.perf_counter() - started:.1f} s\n"
-        f"next: [bold]mlflow ui --backend-store-uri {ui_store_uri()}[/] to compare runs, "
-        "[bold]ecomlab models list[/], [bold]ecomlab serve[/] to serve the champions"
+        f"next: [bold]{hint(f'mlflow ui --backend-store-uri {ui_store_uri()}')}[/] to compare runs, "
+        f"[bold]{hint('ecomlab models list')}[/], [bold]{hint('ecomlab serve')}[/] to serve the champions (run them here)",
+        highlight=False,
     )
     if failed:
         fail(", ".join(failed), "failed jobs")
@@ -66,11 +67,9 @@ def _synthetic_config() -> Any:
 
 def _train_one(path: str, trials: int | None) -> bool:
     """Train one job config; False when it failed or left an unloadable champion in place."""
-    from training.config import load_job_config
-
     overrides = [f"tuning.n_trials={trials}"] if trials else []
     with user_errors():
-        job, model_cfg = load_job_config(shipped_config(path), overrides)
+        job, model_cfg = load_job(shipped_config(path), overrides)
     result = run_train(job, model_cfg, replace_unloadable=True)
     if result is None:
         return False

@@ -14,7 +14,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from training.cli.app import EXIT_FAILED, app, console, fail, progress, user_errors
+from training.cli.app import EXIT_FAILED, app, console, expect_kind, fail, hint, progress, user_errors
 from training.decision import CHAMPION
 
 
@@ -24,16 +24,29 @@ def train(
     set_: Annotated[list[str] | None, typer.Option("--set", help="override a config key, e.g. tuning.n_trials=5")] = None,
 ) -> None:
     """Run a training job: tune with Optuna, log to MLflow, register and decide champion/challenger."""
-    from training.config import load_job_config
-
     with user_errors():
-        job, model_cfg = load_job_config(config, set_ or [])
+        job, model_cfg = load_job(config, set_ or [])
     result = run_train(job, model_cfg)
     if result is None:
         raise typer.Exit(EXIT_FAILED)
     if result.decision.champion_error:
         fail(champion_problem(result))
         raise typer.Exit(EXIT_FAILED)
+
+
+def load_job(config: Path, overrides: list[str]) -> tuple[Any, Any]:
+    """The validated job config, its data config's files checked: a missing data file fails here, in a
+    blink, not after MLflow has been imported and set up."""
+    from features.readers.files import source_files
+    from features.source_config import load_source_config
+    from training.config import load_job_config
+
+    expect_kind(config, "job")
+    job, model_cfg = load_job_config(config, overrides)
+    source = load_source_config(job.data_path())
+    if source.path:
+        source_files(source)
+    return job, model_cfg
 
 
 def run_train(job: Any, model_cfg: Any, replace_unloadable: bool = False) -> Any:
@@ -44,32 +57,30 @@ def run_train(job: Any, model_cfg: Any, replace_unloadable: bool = False) -> Any
     from training.jobs import Hooks, run_loaded_job
 
     console.rule(f"[bold]{job.job}[/] ({job.family})")
-    with progress() as bar:
-        stage = bar.add_task("starting", total=None)
-        trials = bar.add_task("trials", total=job.tuning.n_trials, visible=False)
+    try:
+        with user_errors(), progress() as bar:
+            stage = bar.add_task("starting", total=None)
+            trials = bar.add_task("trials", total=job.tuning.n_trials, visible=False)
 
-        def on_stage(msg: str) -> None:
-            bar.update(stage, description=msg)
-            if msg == "tuning":
-                bar.update(trials, visible=True)
+            def on_stage(msg: str) -> None:
+                bar.update(stage, description=msg)
+                if msg == "tuning":
+                    bar.update(trials, visible=True)
 
-        def on_trial(_trial: Any) -> None:
-            bar.advance(trials)
+            def on_trial(_trial: Any) -> None:
+                bar.advance(trials)
 
-        hooks = Hooks(stage=on_stage, trial=on_trial)
-        try:
-            with user_errors():
-                result = run_loaded_job(job, model_cfg, hooks, replace_unloadable=replace_unloadable)
-        except typer.Exit:
+            hooks = Hooks(stage=on_stage, trial=on_trial)
+            result = run_loaded_job(job, model_cfg, hooks, replace_unloadable=replace_unloadable)
+            bar.update(stage, description="done", total=1, completed=1)
+    except typer.Exit:
+        raise
+    except Exception as exc:  # a failed job: one line, the details are in the MLflow run
+        fail(f"{type(exc).__name__}: {exc}", "job failed")
+        if os.environ.get("ECOMLAB_DEBUG"):
             raise
-        except Exception as exc:  # a failed job: one line, the details are in the MLflow run
-            bar.stop()
-            fail(f"{type(exc).__name__}: {exc}", "job failed")
-            if os.environ.get("ECOMLAB_DEBUG"):
-                raise
-            return None
-        bar.update(stage, description="done", total=1, completed=1)
-    print_result(result)
+        return None
+    print_result(result, registered_figures(result.run_id, job.family))
     return result
 
 
@@ -78,15 +89,41 @@ def champion_problem(result: Any) -> str:
     d, name = result.decision, result.model_name
     return (
         f"current champion {name} v{d.champion_version} could not be loaded or scored: {d.champion_error}; "
-        f"version {d.version} registered as challenger; promote it by hand with `ecomlab models promote {name} {d.version}`"
+        f"version {d.version} registered as challenger; promote it by hand with `{hint(f'ecomlab models promote {name} {d.version}')}`"
     )
 
 
-def print_result(result: Any) -> None:
-    """Scores on the test split (candidate, baseline, champion), the chosen parameters and the registry decision."""
+#: the figures of the registered model shown after a job, per family (logged on the run by the family's report)
+MODEL_FIGURES = {
+    "recommender": ("n_rules", "n_itemsets"),
+    "segmenter": ("segments", "inertia"),
+    "forecaster": ("final_series_fallback", "final_fits_failed"),
+}
+
+
+def registered_figures(run_id: str, family: str) -> dict[str, float]:
+    """The registered model's own figures, read back from its run (the report of the fitted model, not
+    the best trial's, which was fitted on fewer data)."""
+    from mlflow.exceptions import MlflowException
+
+    from training import tracking
+
+    try:
+        metrics = tracking.run_metrics(run_id)
+    except MlflowException:  # the job is done and registered; a summary line is not worth failing it
+        return {}
+    return {k: metrics[k] for k in MODEL_FIGURES.get(family, ()) if k in metrics}
+
+
+def print_result(result: Any, figures: dict[str, float] | None = None) -> None:
+    """Scores on the test split (candidate, baseline, champion), the chosen parameters, the registered
+    model's figures and the registry decision."""
     d = result.decision
     console.print(_scores_table(result))
     console.print(_params_table(result.best_params))
+    if figures:
+        shown = "  ".join(f"{k.replace('_', ' ')}: {_num(v)}" for k, v in figures.items())
+        console.print(f"registered model: {shown}", highlight=False)
     colour = "green" if d.alias == CHAMPION else "yellow"
     refit = "; the registered model is refit on all data after scoring" if d.refit_on_all_data else ""
     console.print(

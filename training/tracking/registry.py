@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 import mlflow
@@ -11,7 +12,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from serving.models.registry import unwrap
-from training.decision import CHAMPION
+from training.decision import CHALLENGER, CHAMPION
 from training.tracking.artifacts import LoggedModel, set_tags
 
 
@@ -74,31 +75,70 @@ def record_decision(name: str, decision: Decision) -> None:
     set_tags({**tags, "ecomlab.registered_version": decision.version})
 
 
-def list_models() -> list[dict[str, Any]]:
+def list_models(name: str | None = None) -> list[dict[str, Any]]:
+    """Every version (of `name` only, when given), newest first per model, with its aliases, decision and score."""
     client = MlflowClient()
     rows = []
-    for rm in client.search_registered_models():
+    for rm in client.search_registered_models(f"name='{name}'" if name else None):
         for mv in client.search_model_versions(f"name='{rm.name}'"):
+            objective = mv.tags.get("ecomlab.objective", "")
             rows.append(
                 {
                     "name": rm.name,
                     "version": str(mv.version),
-                    "alias": ",".join(a for a, v in (rm.aliases or {}).items() if str(v) == str(mv.version)),
-                    "run_id": mv.run_id,
+                    "aliases": sorted(a for a, v in (rm.aliases or {}).items() if str(v) == str(mv.version)),
                     "decision": mv.tags.get("ecomlab.decision", ""),
-                    "score": mv.tags.get("ecomlab.candidate_score", ""),
+                    "score": _float(mv.tags.get("ecomlab.candidate_score")),
+                    "objective": objective,
+                    "direction": mv.tags.get("ecomlab.direction") or objective_direction(objective),
+                    "run_id": mv.run_id,
                     "created": pd.Timestamp(mv.creation_timestamp, unit="ms").strftime("%Y-%m-%d %H:%M"),
                 }
             )
     return sorted(rows, key=lambda r: (r["name"], -int(r["version"])))
 
 
-def promote(name: str, version: str) -> None:
-    """Make `version` the champion by hand (people override the automatic decision)."""
+def _float(text: str | None) -> float | None:
+    try:
+        return float(text) if text not in (None, "") else None
+    except ValueError:
+        return None
+
+
+@cache
+def objective_direction(objective: str) -> str:
+    """'maximize' or 'minimize' for a family's objective (versions registered before the direction was tagged)."""
+    from serving.models.registry import FAMILIES
+    from training.families import family_for
+
+    for name in FAMILIES:
+        family = family_for(name)
+        if family.objective_name == objective:
+            return family.direction
+    return ""
+
+
+def promote(name: str, version: str) -> str | None:
+    """Make `version` the champion by hand (people override the automatic decision); returns the former champion.
+
+    The alias moves and both versions' decision tags follow it: the promoted version drops any other
+    alias (a challenger alias would leave it listed as `challenger,champion`), the former champion
+    becomes a challenger whose reason names the version that replaced it."""
     client = MlflowClient()
-    client.get_model_version(name, version)  # raises a clear MlflowException if absent
+    target = client.get_model_version(name, version)  # raises a clear MlflowException if absent
+    former = champion_version(name)
     client.set_registered_model_alias(name, CHAMPION, version)
-    client.set_model_version_tag(name, version, "ecomlab.decision", "champion (promoted by hand)")
+    for alias in target.aliases or []:
+        if alias != CHAMPION:
+            client.delete_registered_model_alias(name, alias)
+    replaced = f", replacing version {former}" if former and former != str(version) else ""
+    tag_version(name, version, {"ecomlab.decision": CHAMPION, "ecomlab.decision_reason": f"promoted by hand{replaced}"})
+    if replaced:
+        tag_version(name, former, {
+            "ecomlab.decision": CHALLENGER,
+            "ecomlab.decision_reason": f"replaced by version {version}, promoted by hand",
+        })
+    return former
 
 
 def run_metrics(run_id: str) -> dict[str, float]:

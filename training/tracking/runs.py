@@ -68,19 +68,35 @@ def ensure_experiment(name: str) -> str:
 
 @contextmanager
 def parent_run(experiment: str, run_name: str, tags: dict[str, str]) -> Iterator[str]:
-    """One parent run per job; yields its run id and ends it FAILED if the job raises.
+    """One parent run per job, in the experiment the config names; yields its run id and ends it FAILED if the job raises.
 
-    Under `mlflow run` (MLFLOW_RUN_ID set) the project's run is the parent run.
+    Under `mlflow run` (MLFLOW_RUN_ID set) MLflow has created the project's run before our code runs,
+    in the experiment of `--experiment-name` ("Default" without it). When that is the config's
+    experiment, the project's run is the parent run; otherwise the job runs in the config's experiment
+    and the two runs point at each other (MLflow cannot move a run between experiments).
     """
-    project_run = os.environ.get("MLFLOW_RUN_ID")
-    if project_run:
+    project_run = os.environ.pop("MLFLOW_RUN_ID", None)  # consumed here, as mlflow.start_run would
+    exp_id = ensure_experiment(experiment)
+    if project_run and experiment_of(project_run) == exp_id:
         with mlflow.start_run(run_id=project_run) as run, _failure_logged():
             mlflow.set_tags({**tags, **context_tags(), "mlflow.runName": run_name})
             yield run.info.run_id
         return
-    exp_id = ensure_experiment(experiment)
     with mlflow.start_run(experiment_id=exp_id, run_name=run_name, tags={**tags, **context_tags()}) as run, _failure_logged():
+        if project_run:
+            _link_project_run(project_run, run.info.run_id, experiment)
         yield run.info.run_id
+
+
+def _link_project_run(project_run: str, run_id: str, experiment: str) -> None:
+    """The job's run keeps the project's provenance tags; the project's run says where the job went."""
+    client = MlflowClient()
+    project_tags = client.get_run(project_run).data.tags
+    kept = {k: v for k, v in project_tags.items() if k.startswith(("mlflow.project.", "mlflow.source.", "mlflow.gitRepoURL"))}
+    mlflow.set_tags({**kept, "ecomlab.mlflow_project_run": project_run})
+    client.set_tag(project_run, "ecomlab.job_run", run_id)
+    client.set_tag(project_run, "ecomlab.job_experiment", experiment)
+    client.set_tag(project_run, "mlflow.note.content", f"This job logged to experiment {experiment!r}, run {run_id}.")
 
 
 @contextmanager
