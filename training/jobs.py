@@ -68,9 +68,9 @@ def run_loaded_job(job: JobConfig, model_cfg: Any, hooks: Hooks, replace_unloada
     older layout) is replaced, and the decision says so; otherwise the new version is a challenger."""
     started = time.perf_counter()
     family = family_for(job.family)
-    uri = tracking.setup(job.tracking_uri)
     hooks.stage(f"loading data ({job.data})")
-    loaded = load(job.data_path())
+    loaded = load(job.data_path())  # before MLflow is set up: a data mistake fails in moments
+    uri = tracking.setup(job.tracking_uri)
     hooks.stage("building features")
     feats = family.features(loaded, model_cfg)
     split: Split = family.split(feats, model_cfg)
