@@ -1,4 +1,5 @@
-"""Requests into the served models' array inputs, and their Protocol results into response models.
+"""Requests into the served models' array inputs, their Protocol results into response models, and
+the store's models as /models answers.
 
 Straight from the validated rows to numpy and back: a DataFrame per request costs ~2 ms, more than
 the model call for a few rows.
@@ -6,12 +7,25 @@ the model call for a few rows.
 
 from __future__ import annotations
 
-import numpy as np
-from bentoml.exceptions import InvalidArgument
+from typing import Any
 
+import numpy as np
+
+from serving.errors import ApiError, BadRequest
 from serving.models.base import BasketRecommendation, SeriesForecast
-from serving.schemas import BasketRecommendations, CustomerRow, ForecastPoint, Recommendation
+from serving.models.registry import FAMILIES
+from serving.schemas import (
+    BasketRecommendations,
+    CustomerRow,
+    ForecastPoint,
+    ModelDetail,
+    ModelsResponse,
+    Recommendation,
+    ServedModel,
+)
 from serving.schemas import SeriesForecast as SeriesForecastOut
+from serving.store import ModelStore, ModelUnavailable
+from serving.tracking_uri import redact
 
 
 def feature_matrix(customers: list[CustomerRow], features: list[str]) -> np.ndarray:
@@ -20,7 +34,7 @@ def feature_matrix(customers: list[CustomerRow], features: list[str]) -> np.ndar
     for col in features:
         values = [getattr(c, col, None) for c in customers]
         if None in values:
-            raise InvalidArgument(f"customers[{values.index(None)}].{col}: required by the served model (features: {features})")
+            raise BadRequest(f"customers[{values.index(None)}].{col}: required by the served model (features: {features})")
         columns.append(np.array(values, dtype=np.float64))
     return np.column_stack(columns) if columns else np.empty((len(customers), 0))
 
@@ -47,3 +61,34 @@ def basket_answer(rec: BasketRecommendation) -> BasketRecommendations:
         for item, score, fired in zip(rec.items, rec.scores, rec.rules, strict=True)
     ]
     return BasketRecommendations(recommendations=recommendations, unknown_items=[str(x) for x in rec.unknown_items])
+
+
+def models_answer(store: ModelStore) -> ModelsResponse:
+    """Each configured model: name, version, alias, run id, key metrics and status."""
+    rows = [ServedModel(**{k: v for k, v in m.items() if k != "loaded_at"}) for m in store.describe()]
+    return ModelsResponse(models=rows, registry=redact(store.uri), registry_error=store.registry_error)
+
+
+def model_detail(store: ModelStore, family: str) -> ModelDetail:
+    """One configured model with what a request to it may name (its Protocol's attributes); 404 for a
+    family that is not configured."""
+    rows = {m["family"]: m for m in store.describe()}
+    if family not in rows:
+        known = f"configured: {sorted(rows)}" if family in FAMILIES else f"families: {sorted(FAMILIES)}"
+        raise ApiError(f"family: no model {family!r} is served ({known})", status=404)
+    detail = ModelDetail(**{k: v for k, v in rows[family].items() if k != "loaded_at"})
+    try:
+        model = store.get(family).model
+    except ModelUnavailable:
+        return detail
+    return detail.model_copy(update=_inputs(family, model))
+
+
+def _inputs(family: str, model: Any) -> dict[str, Any]:
+    if family == "forecaster":
+        return {"series_ids": [str(s) for s in model.series_ids], "default_levels": [int(v) for v in model.default_levels]}
+    if family == "segmenter":
+        return {"features": [str(f) for f in model.features], "segments": {str(k): str(v) for k, v in model.names.items()}}
+    if family == "recommender":
+        return {"default_k": int(model.default_k), "max_k": int(model.max_k)}
+    return {}

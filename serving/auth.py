@@ -1,8 +1,9 @@
 """Optional API token and a bound on request bodies, as ASGI middleware.
 
 When the configured environment variable is set, requests must carry the token. Health probes stay
-open so orchestrators can check the service without the secret. The token is compared in constant
-time and never logged.
+open so orchestrators can check the service without the secret, and /metrics may stay open too
+(`metrics_open` in configs/serve.yaml) so a Prometheus scraper needs no secret. The token is compared
+in constant time and never logged.
 """
 
 from __future__ import annotations
@@ -10,28 +11,35 @@ from __future__ import annotations
 import hmac
 import os
 
-from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from serving.errors import error_response
+
 OPEN_PATHS = frozenset({"/healthz", "/livez", "/readyz"})
+
+
+def open_paths(metrics_open: bool) -> frozenset[str]:
+    """The paths that need no token: the probes, and /metrics when the settings leave it open."""
+    return OPEN_PATHS | {"/metrics"} if metrics_open else OPEN_PATHS
 
 
 class TokenAuth:
     """`Authorization: Bearer <token>` (or `X-API-Token: <token>`), else 401."""
 
-    def __init__(self, app: ASGIApp, token_env: str = "ECOMLAB_API_TOKEN") -> None:
+    def __init__(self, app: ASGIApp, token_env: str = "ECOMLAB_API_TOKEN", open_paths: frozenset[str] = OPEN_PATHS) -> None:
         self.app = app
         self.token = os.environ.get(token_env) or None
+        self.open_paths = open_paths
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self.token is None or scope["type"] != "http" or scope.get("path") in OPEN_PATHS:
+        if self.token is None or scope["type"] != "http" or scope.get("path") in self.open_paths:
             await self.app(scope, receive, send)
             return
         if self._authorised(dict(scope.get("headers") or [])):
             await self.app(scope, receive, send)
             return
-        error = {"error": "missing or wrong API token (Authorization: Bearer <token>)"}
-        await JSONResponse(error, 401, headers={"www-authenticate": "Bearer"})(scope, receive, send)
+        error = "missing or wrong API token (Authorization: Bearer <token>)"
+        await error_response(401, error, headers={"www-authenticate": "Bearer"})(scope, receive, send)
 
     def _authorised(self, headers: dict[bytes, bytes]) -> bool:
         given = headers.get(b"x-api-token", b"").decode("latin-1")
@@ -59,7 +67,7 @@ class BodyLimit:
         length = dict(scope.get("headers") or []).get(b"content-length")
         if length is not None and length.isdigit() and int(length) > self.max_bytes:
             error = f"request body of {int(length)} bytes is over the limit of {self.max_bytes}"
-            await JSONResponse({"error": error}, 413)(scope, receive, send)
+            await error_response(413, error)(scope, receive, send)
             return
         seen = 0
 
@@ -76,4 +84,4 @@ class BodyLimit:
             await self.app(scope, counted, send)
         except BodyTooLarge as exc:
             error = f"request body over the limit of {self.max_bytes} bytes ({exc.args[0]} read)"
-            await JSONResponse({"error": error}, 413)(scope, receive, send)
+            await error_response(413, error)(scope, receive, send)

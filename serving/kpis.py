@@ -1,7 +1,8 @@
 """The KPI endpoints' work: posted or uploaded order lines validated like loaded ones, then every KPI.
 
-Pure functions of the request: no model, no registry. A source-level rejection (no date parses, a CSV
-without the contract's columns) is the client's 400; row-level problems are quarantined and reported.
+Pure functions of the request: no model, no registry. A source-level rejection (a CSV without the
+contract's columns) is the client's 400; row-level problems (a bad date, a number out of range) are
+quarantined and reported: by file line for an upload, by 0-based `index` for posted JSON lines.
 """
 
 from __future__ import annotations
@@ -12,14 +13,16 @@ from typing import Any
 import pandas as pd
 from bentoml.exceptions import InvalidArgument
 
+from features.contract import Loaded, Quarantine
 from features.jsonsafe import json_safe
 from features.kpis import KPIS, KpiUnavailable, kpi_report, run_kpi
 from features.sources import SourceError, validate_frame
 from serving.errors import too_large
-from serving.schemas import KpiResponse, QuarantinedRow
+from serving.schemas import KpiResponse, QuarantinedIndex, QuarantinedRow
 from serving.settings import Limits
 
 CSV_ERRORS = (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError)
+FROM_FILE = "ecomlab_from_file"  # marks (in DataFrame.attrs) rows read from an uploaded file: numbered by line
 
 
 def read_upload(file: Path, limits: Limits) -> pd.DataFrame:
@@ -33,24 +36,26 @@ def read_upload(file: Path, limits: Limits) -> pd.DataFrame:
         raise InvalidArgument(f"file: not a readable CSV: {str(exc).splitlines()[0]}") from None
     if len(raw) > limits.max_kpi_rows:
         raise too_large("file (rows)", len(raw), limits.max_kpi_rows)
+    raw.attrs[FROM_FILE] = True
     return raw
 
 
-def validate_lines(raw: pd.DataFrame, source: str, field: str) -> Any:
-    """The loader's validation of posted rows; a source-level rejection is the caller's 400, not a 500."""
+def validate_lines(raw: pd.DataFrame, source: str, field: str) -> Loaded:
+    """The loader's validation of posted or uploaded rows; a source-level rejection is the caller's 400, not a 500."""
+    numbering = "line" if raw.attrs.get(FROM_FILE) else "index"
     try:
-        return validate_frame(raw, source)
-    except SourceError as exc:  # e.g. no order_date parses at all
+        return validate_frame(raw, source, numbering=numbering)
+    except SourceError as exc:  # e.g. an upload without the contract's columns
         raise InvalidArgument(f"{field}: {exc}") from None
-    except (pd.errors.OutOfBoundsDatetime, OverflowError) as exc:  # e.g. 9999-12-31 does not fit datetime64[ns]
-        raise InvalidArgument(f"{field}: order_date out of the supported range: {str(exc).splitlines()[0]}") from None
 
 
-def kpi_response(loaded: Any, name: str | None, options: dict[str, Any] | None, row_offset: int) -> KpiResponse:
+def kpi_response(
+    loaded: Loaded, name: str | None, options: dict[str, Any] | None, row_offset: int | None = None
+) -> KpiResponse:
     """Every KPI (or the one named) with the accounting and the quarantine report.
 
-    `row_offset` turns the loader's row numbers (CSV rows, header = 1) into the request's: 2 for posted
-    lines (0-based indices), 0 for an uploaded CSV.
+    The quarantine carries its own numbering (file lines or request indices), so `row_offset` is
+    ignored; it stays only until serving/service.py stops passing it.
     """
     if name is None:
         try:
@@ -59,11 +64,17 @@ def kpi_response(loaded: Any, name: str | None, options: dict[str, Any] | None, 
             report = {kpi: {"status": "unavailable", "reason": str(exc)} for kpi in KPIS}
     else:
         report = {name: run_kpi(name, loaded.lines, options=options)}
-    quarantine = [
-        QuarantinedRow(
-            row=int(r["row"]) - row_offset, column=str(r["column"]), reason=str(r["reason"]),
-            value=None if pd.isna(r["value"]) else str(r["value"]),
-        )
-        for r in loaded.quarantine.frame.to_dict("records")
-    ]
-    return KpiResponse(accounting=loaded.accounting.as_dict(), quarantine=quarantine, kpis=json_safe(report))
+    return KpiResponse(accounting=loaded.accounting.as_dict(), quarantine=quarantined(loaded.quarantine), kpis=json_safe(report))
+
+
+def quarantined(quarantine: Quarantine) -> list[QuarantinedRow | QuarantinedIndex]:
+    """The quarantine as the response shows it: `row` (file line) for an upload, `index` for posted lines."""
+    out: list[QuarantinedRow | QuarantinedIndex] = []
+    for r in quarantine.frame.to_dict("records"):
+        value = None if pd.isna(r["value"]) else str(r["value"])
+        detail = {"column": str(r["column"]), "reason": str(r["reason"]), "value": value}
+        if quarantine.numbering == "index":
+            out.append(QuarantinedIndex(index=int(r["row"]), **detail))
+        else:
+            out.append(QuarantinedRow(row=int(r["row"]), **detail))
+    return out

@@ -1,4 +1,4 @@
-"""Per-model Prometheus counters, served on BentoML's /metrics next to its own."""
+"""Per-model and per-endpoint Prometheus counters, served on BentoML's /metrics next to its own."""
 
 from __future__ import annotations
 
@@ -11,8 +11,11 @@ from serving.store import Served
 
 
 class Metrics:
-    """Requests, predicted rows and errors per served model version (family, name, version).
+    """Requests, predicted rows and errors per served model version (family, name, version), and every
+    rejected request by endpoint and reason.
 
+    Rejections are counted where every answer passes (the ErrorShape middleware), not in the handlers:
+    most rejections (validation, auth, body limit, media type, no model) never reach a handler.
     Made in the service's `__init__`: prometheus_client is imported after BentoML set up its
     multiprocess metrics directory, or the counters would not reach /metrics.
     """
@@ -26,6 +29,13 @@ class Metrics:
         self.errors = prometheus_client.Counter(
             "ecomlab_prediction_errors", "Requests a served model rejected or failed", [*labels, "kind"]
         )
+        self.rejections = prometheus_client.Counter(
+            "ecomlab_rejections", "Requests answered with a 4xx or 5xx, per endpoint and reason (the error code)",
+            ["endpoint", "reason", "status"],
+        )
+
+    def reject(self, endpoint: str, reason: str, status: int) -> None:
+        self.rejections.labels(endpoint, reason, str(status)).inc()
 
     @contextmanager
     def observe(self, served: Served, rows: int) -> Iterator[None]:

@@ -1,32 +1,131 @@
-"""ASGI middleware of the service: answers BentoML cannot give with a reason.
+"""ASGI middleware of the service: answers BentoML cannot give, and every error in one shape.
 
-ModelGate: a model endpoint whose model is not loaded answers 503 with the reason, and /readyz
-answers with its detail. FormGuard: a malformed form body is the client's 400, not BentoML's 500.
+ErrorShape: every 4xx and 5xx leaves in the shape of serving.errors, counted by endpoint and reason
+and logged in one line. MediaTypeGuard: a body a route cannot read is 415. ModelGate: a model endpoint
+whose model is not loaded answers 503 with the reason; /readyz and GET /models[/{family}] answer from
+the store. FormGuard: a malformed form body is the client's 400, not BentoML's 500.
 """
 
 from __future__ import annotations
+
+import json
+import logging
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from serving.answers import model_detail, models_answer
+from serving.errors import ApiError, error_response, reshape
+from serving.metrics import Metrics
 from serving.models.registry import FAMILIES
 from serving.store import ModelStore, ModelUnavailable
 
 READY_FIELDS = ("family", "name", "alias", "version", "status", "error")
+PROBES = frozenset({"/healthz", "/livez", "/readyz"})  # a probe's 503 is its answer, not a rejected request
+log = logging.getLogger("ecomlab.serving")
 
 
 def _is(scope: Scope, method: str) -> bool:
     return scope["type"] == "http" and scope.get("method") == method
 
 
+class ErrorShape:
+    """Every 4xx and 5xx in the one error shape, counted on /metrics by endpoint and reason, and logged
+    in one line: a client's mistake at WARNING, a server fault at ERROR.
+
+    The outermost of ours, so it sees the answers of BentoML, Starlette's routing and our middleware alike.
+    An endpoint outside `endpoints` is counted as "other", so a scan of random paths adds no series.
+    """
+
+    metrics: Metrics | None = None  # this worker's counters, set by the service instance
+
+    def __init__(self, app: ASGIApp, endpoints: frozenset[str] = frozenset()) -> None:
+        self.app = app
+        self.endpoints = endpoints
+
+    def endpoint(self, path: str) -> str:
+        if path in self.endpoints:
+            return path
+        return "/models/{family}" if path.startswith("/models/") else "other"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start: Message | None = None
+        chunks: list[bytes] = []
+
+        async def shaped(message: Message) -> None:
+            nonlocal start
+            if message["type"] == "http.response.start" and message["status"] >= 400:
+                start = message
+                return
+            if start is None or message["type"] != "http.response.body":
+                await send(message)
+                return
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                await self.answer(scope, start, b"".join(chunks), send)
+
+        await self.app(scope, receive, shaped)
+
+    async def answer(self, scope: Scope, start: Message, body: bytes, send: Send) -> None:
+        status = int(start["status"])
+        shaped = reshape(status, body)
+        error = shaped["error"]
+        new = json.dumps(shaped).encode()
+        if scope.get("method") == "HEAD":
+            new = b""
+        headers = [(k, v) for k, v in start.get("headers", []) if k.lower() not in (b"content-length", b"content-type")]
+        headers += [(b"content-type", b"application/json"), (b"content-length", str(len(new)).encode())]
+        endpoint = self.endpoint(scope.get("path", ""))
+        if endpoint not in PROBES:
+            if ErrorShape.metrics is not None:
+                ErrorShape.metrics.reject(endpoint, error["code"], status)
+            level = logging.ERROR if status >= 500 else logging.WARNING
+            log.log(level, "rejected %s %s: %d %s: %s", scope.get("method"), endpoint, status, error["code"], error["message"][:300])
+        await send({**start, "headers": headers})
+        await send({"type": "http.response.body", "body": new, "more_body": False})
+
+
+class MediaTypeGuard:
+    """A POST whose body the route cannot read is 415 before BentoML reads it.
+
+    BentoML parses a body of any media type it does not know (text/plain, say) as JSON. JSON routes take
+    application/json (or a +json type; no Content-Type is read as JSON, like BentoML's own client sends
+    nothing else), form routes multipart/form-data.
+    """
+
+    def __init__(self, app: ASGIApp, json_routes: frozenset[str], form_routes: frozenset[str]) -> None:
+        self.app = app
+        self.json_routes = json_routes
+        self.form_routes = form_routes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path")
+        if _is(scope, "POST") and (path in self.json_routes or path in self.form_routes):
+            given = _content_type(scope)
+            if path in self.form_routes:
+                wanted, ok = "multipart/form-data", given == b"multipart/form-data"
+            else:
+                wanted, ok = "application/json", given in (b"", b"application/json") or given.endswith(b"+json")
+            if not ok:
+                shown = given.decode("latin-1") or "no Content-Type"
+                message = f"{path} takes {wanted}, not {shown}"
+                await error_response(415, message, fields=[{"field": "Content-Type", "message": message}])(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
 class ModelGate:
     """A POST to a model route whose family has no model answers 503 + Retry-After with the reason;
-    GET /readyz answers with its detail (models, reasons, registry error) in JSON.
+    GET /readyz answers with its detail (models, reasons, registry error); GET /models and
+    GET /models/{family} answer from the store (BentoML's API routes are POST only).
 
     BentoML renders every 5xx a handler raises as "An unexpected error has occurred", so the
-    handler's ServiceUnavailable cannot say why (registry unreachable, alias missing, not servable...).
+    handler's error cannot say why (registry unreachable, alias missing, not servable...).
     """
 
     ROUTES: dict[str, str] = {entry.route: entry.name for entry in FAMILIES.values()}
@@ -37,23 +136,36 @@ class ModelGate:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         store = ModelGate.store
-        if store is not None and _is(scope, "POST") and scope.get("path") in self.ROUTES:
-            family = self.ROUTES[scope["path"]]
+        path = scope.get("path", "")
+        if store is not None and _is(scope, "POST") and path in self.ROUTES:
+            family = self.ROUTES[path]
             try:
                 store.get(family)
             except ModelUnavailable as exc:
                 retry = str(max(1, round(store.settings.reload_interval_s or 30)))
-                response = JSONResponse({"error": f"{family} model unavailable: {exc}"}, 503, headers={"retry-after": retry})
+                message = f"{family} model unavailable: {exc}"
+                response = error_response(503, message, "model_unavailable", headers={"retry-after": retry})
                 await response(scope, receive, send)
                 return
-        if store is not None and _is(scope, "GET") and scope.get("path") == "/readyz":
-            await self.readiness(store)(scope, receive, send)
+        if store is not None and _is(scope, "GET") and (path in ("/readyz", "/models") or path.startswith("/models/")):
+            await self.read(store, path)(scope, receive, send)
             return
         await self.app(scope, receive, send)
 
+    @classmethod
+    def read(cls, store: ModelStore, path: str) -> JSONResponse:
+        if path == "/readyz":
+            return cls.readiness(store)
+        if path == "/models":
+            return JSONResponse(models_answer(store).model_dump())
+        try:
+            return JSONResponse(model_detail(store, path.removeprefix("/models/")).model_dump())
+        except ApiError as exc:
+            return exc.response()
+
     @staticmethod
     def readiness(store: ModelStore) -> JSONResponse:
-        """200 when every configured model serves (a registry error is still shown), else 503."""
+        """200 when every configured model serves (a registry error is still shown), else 503 with the error shape's key too."""
         ok, reasons = store.ready()
         detail = {
             "ready": ok,
@@ -61,6 +173,8 @@ class ModelGate:
             "registry_error": store.registry_error,
             "models": [{k: m[k] for k in READY_FIELDS} for m in store.describe()],
         }
+        if not ok:
+            detail = {"error": {"code": "not_ready", "message": "not ready: " + "; ".join(reasons), "fields": []}, **detail}
         return JSONResponse(detail, 200 if ok else 503)
 
 
@@ -86,7 +200,7 @@ class FormGuard:
             return  # the client went away
         problem = await self._problem(scope, body)
         if problem:
-            await JSONResponse({"error": problem}, 400)(scope, receive, send)
+            await ApiError(problem).response()(scope, receive, send)
             return
         await self.app(scope, _replay(body, receive), send)
 

@@ -138,6 +138,37 @@ class ModelsResponse(Out):
     registry_error: str | None
 
 
+class ModelDetail(ServedModel):
+    """One configured model and what a request to it may name (GET /models/{family}); null where the
+    family has no such thing or no version is loaded."""
+
+    series_ids: list[str] | None = Field(None, description="forecaster: the series it forecasts (a query's series_id)")
+    default_levels: list[int] | None = Field(None, description="forecaster: interval levels of a query that names none")
+    features: list[str] | None = Field(None, description="segmenter: the customer features it uses")
+    segments: dict[str, str] | None = Field(None, description="segmenter: segment id -> name")
+    default_k: int | None = Field(None, description="recommender: items per basket when a request names no k")
+    max_k: int | None = Field(None, description="recommender: the most items per basket it ranks")
+
+
+# ---- errors: one shape for every 4xx and 5xx (built in serving.errors) ----
+
+
+class ErrorField(Out):
+    field: str = Field(description='the request field, e.g. "customers[0].recency" ("body" for the body as a whole)')
+    message: str
+
+
+class ErrorDetail(Out):
+    code: str = Field(description="invalid_input, over_limit, unauthorized, not_found, method_not_allowed, too_large, "
+                      "unsupported_media_type, model_unavailable, not_ready, internal_error, ...")
+    message: str
+    fields: list[ErrorField] = Field(description="the fields at fault; empty when the request as a whole is")
+
+
+class ErrorResponse(Out):
+    error: ErrorDetail
+
+
 # ---- /kpis ----
 
 
@@ -174,13 +205,26 @@ class KpiRequest(BaseModel):
 
 
 class QuarantinedRow(Out):
-    row: int = Field(description="index of the line in the request (0-based), or the CSV row (header = 1)")
+    """A rejected row of an uploaded file, named by its line as the CLI names it."""
+
+    row: int = Field(description="line of the file (the header is line 1)")
     column: str
-    reason: str
+    reason: str = Field(description='why, e.g. "unparseable date" or "out of range"')
+    value: str | None
+
+
+class QuarantinedIndex(Out):
+    """A rejected line of a JSON request: JSON has no line numbers, so its position in `lines`."""
+
+    index: int = Field(description="0-based position of the line in the request's `lines`")
+    column: str
+    reason: str = Field(description='why, e.g. "unparseable date" or "out of range"')
     value: str | None
 
 
 class KpiResponse(Out):
     accounting: dict[str, int]
-    quarantine: list[QuarantinedRow]
+    quarantine: list[QuarantinedRow | QuarantinedIndex] = Field(
+        description="rejected rows: `row` (file line) for an upload, `index` (0-based) for posted lines"
+    )
     kpis: dict[str, Any] = Field(description="KPI name -> its figures, or {status: unavailable, reason}")

@@ -41,6 +41,7 @@ class ServeSettings(Strict):
     reload_interval_s: float = Field(30.0, ge=0, description="0 turns hot-reload off")
     limits: Limits = Limits()
     api_token_env: str = Field("ECOMLAB_API_TOKEN", description="environment variable that holds the API token")
+    metrics_open: bool = Field(False, description="serve /metrics without the API token (for a Prometheus scraper)")
     workers: int = Field(1, ge=1)
 
     @field_validator("models")

@@ -64,7 +64,7 @@ class ForecastModel(mlflow.pyfunc.PythonModel):
         model = self.series_model(series_id)
         horizon = check_horizon(horizon)
         levels = check_levels(self.default_levels if levels is None else levels)
-        user = parse_exog(exog, model.design.user, horizon, series_id)
+        user = parse_exog(exog, model.design.user, horizon, series_id, known=self.user_exog)
         starts, mean, bounds = model.forecast_arrays(horizon, levels, user)
         return SeriesForecast(series_id, model.method, starts, mean, bounds)
 

@@ -235,18 +235,35 @@ def _whole(value: Any) -> bool:
         return False
 
 
-def parse_exog(exog: Any, needed: list[str], horizon: int, series_id: str) -> pd.DataFrame | None:
-    """Future regressor values: {column: [h values]} or [{column: value}] * h (JSON text accepted)."""
-    if not needed:
-        return None
+def parse_exog(
+    exog: Any, needed: list[str], horizon: int, series_id: str, known: list[str] | None = None
+) -> pd.DataFrame | None:
+    """Future regressor values: {column: [h values]} or [{column: value}] * h (JSON text accepted).
+
+    A name outside `known` (the regressors of the model's job; the series' `needed` when not given) is
+    an error, not ignored: a misspelt regressor would leave the caller believing the forecast used it.
+    A series that fell back to a naive method needs none of the job's regressors but accepts their
+    names; without `known`, such a series (nothing `needed`) cannot tell a job's name from a typo.
+    """
     if exog is None:
-        raise ValueError(
-            f"series {series_id!r}: the model needs future values of regressor(s) {needed} "
-            f"for {horizon} step(s); pass exog={{column: [one value per step]}}"
-        )
+        if needed:
+            raise ValueError(
+                f"series {series_id!r}: the model needs future values of regressor(s) {needed} "
+                f"for {horizon} step(s); pass exog={{column: [one value per step]}}"
+            )
+        return None
+    if not needed and known is None:
+        return None
     if isinstance(exog, str):
         exog = json.loads(exog)
     frame = pd.DataFrame(list(exog)) if isinstance(exog, (list, tuple, np.ndarray)) else pd.DataFrame(dict(exog))
+    accepted = needed if known is None else [*known, *needed]
+    unknown = [str(c) for c in frame.columns if c not in accepted]
+    if unknown:
+        uses = f"regressor(s) {sorted(set(accepted))}" if accepted else "no regressors"
+        raise ValueError(f"series {series_id!r}: exog names unknown regressor(s) {unknown}; the model uses {uses}")
+    if not needed:
+        return None
     missing = [c for c in needed if c not in frame.columns]
     if missing:
         raise ValueError(f"series {series_id!r}: exog lacks regressor(s) {missing} (model needs {needed})")

@@ -18,6 +18,13 @@ def post(server: Server, path: str, body, headers: dict | None = None) -> httpx.
     return httpx.post(server.url + path, json=body, timeout=30, headers=AUTH if headers is None else headers)
 
 
+def models(server: Server) -> list[dict]:
+    """GET /models: each served model."""
+    resp = httpx.get(server.url + "/models", timeout=30, headers=AUTH)
+    assert resp.status_code == 200, resp.text
+    return resp.json()["models"]
+
+
 def champion_version(registry: tuple[Path, str], name: str, server: Server) -> str:
     """The version the registry's champion alias points to, once the server serves it (other tests move
     the alias and the server follows within its reload interval; never assume version "1")."""
@@ -29,7 +36,7 @@ def champion_version(registry: tuple[Path, str], name: str, server: Server) -> s
     wanted = str(MlflowClient(uri, uri).get_model_version_by_alias(name, "champion").version)
     deadline = time.time() + 20
     while time.time() < deadline:
-        served = {m["name"]: m["version"] for m in post(server, "/models", {}).json()["models"]}
+        served = {m["name"]: m["version"] for m in models(server)}
         if served.get(name) == wanted:
             break
         time.sleep(0.2)
@@ -70,14 +77,13 @@ def test_identical_customers_get_the_same_segment(server: Server) -> None:
 
 def test_models_and_probes(server: Server, registry: tuple[Path, str]) -> None:
     version = champion_version(registry, "ecomlab-segmenter", server)
-    body = post(server, "/models", {}).json()
-    models = {m["family"]: m for m in body["models"]}
-    assert set(models) == {"segmenter", "forecaster", "recommender"}
-    model = models["segmenter"]
+    by_family = {m["family"]: m for m in models(server)}
+    assert set(by_family) == {"segmenter", "forecaster", "recommender"}
+    model = by_family["segmenter"]
     assert model["name"] == "ecomlab-segmenter" and model["alias"] == "champion"
     assert model["version"] == version
     assert model["run_id"] and "best_silhouette" in model["metrics"] and model["status"] == "serving"
-    assert "best_mase" in models["forecaster"]["metrics"] and "best_hit_rate_at_k" in models["recommender"]["metrics"]
+    assert "best_mase" in by_family["forecaster"]["metrics"] and "best_hit_rate_at_k" in by_family["recommender"]["metrics"]
     assert httpx.get(server.url + "/readyz").status_code == 200
     assert httpx.get(server.url + "/healthz").status_code == 200
 
@@ -223,7 +229,7 @@ def test_kpis_over_http_with_quarantine(server: Server) -> None:
     assert resp.status_code == 200, resp.text
     body = resp.json()
     assert body["accounting"] == {"rows_read": 5, "rows_clean": 4, "rows_quarantined": 1, "duplicates_dropped": 0, "files": 1}
-    assert body["quarantine"] == [{"row": 3, "column": "order_date", "reason": "unparseable date", "value": "not a date"}]
+    assert body["quarantine"] == [{"index": 3, "column": "order_date", "reason": "unparseable date", "value": "not a date"}]
     # orders 1 (25.0) and 2 (10.0) are sales; order 4 is a return
     assert body["kpis"]["order_value"]["average_order_value"] == pytest.approx(17.5)
     assert body["kpis"]["channels"]["status"] == "unavailable"
@@ -290,7 +296,8 @@ def test_missing_model_is_alive_but_not_ready(registry: tuple[Path, str], tmp_pa
         ready = httpx.get(srv.url + "/readyz")
         assert ready.status_code == 503 and "no-such-model" in ready.text
         resp = post(srv, "/segment", {"customers": [CUSTOMER]})
-        assert resp.status_code == 503
+        assert resp.status_code == 503 and resp.json()["error"]["code"] == "model_unavailable"
+        assert "no-such-model" in resp.json()["error"]["message"]
     finally:
         srv.stop()
 
@@ -320,7 +327,7 @@ def test_hot_reload_swaps_champion_without_failing_requests(server: Server, regi
         client.set_registered_model_alias("ecomlab-segmenter", "champion", new.version)
         deadline = time.time() + 30
         while time.time() < deadline:
-            versions = [m["version"] for m in post(server, "/models", {}).json()["models"] if m["family"] == "segmenter"]
+            versions = [m["version"] for m in models(server) if m["family"] == "segmenter"]
             if versions == [str(new.version)]:
                 break
             time.sleep(0.3)
@@ -341,13 +348,13 @@ def test_alias_to_version_with_missing_artifacts_keeps_serving(server: Server, r
 
     _, uri = registry
     client = MlflowClient(uri, uri)
-    serving_version = post(server, "/models", {}).json()["models"][0]["version"]  # the segmenter comes first
+    serving_version = models(server)[0]["version"]  # the segmenter comes first
     broken = client.create_model_version("ecomlab-segmenter", (tmp_path / "gone").as_uri(), run_id=None)
     client.set_registered_model_alias("ecomlab-segmenter", "champion", broken.version)
     try:
         deadline = time.time() + 20
         while time.time() < deadline:
-            model = post(server, "/models", {}).json()["models"][0]
+            model = models(server)[0]
             if f"version {broken.version}" in (model["error"] or ""):  # not an earlier test's error
                 break
             time.sleep(0.3)
@@ -411,14 +418,14 @@ def test_alias_to_a_model_that_is_not_servable_keeps_serving(server: Server, reg
 
     _, uri = registry
     client = MlflowClient(uri, uri)
-    serving_version = post(server, "/models", {}).json()["models"][0]["version"]  # the segmenter comes first
+    serving_version = models(server)[0]["version"]  # the segmenter comes first
     other = client.get_model_version_by_alias("ecomlab-recommender", "champion")
     wrong = client.create_model_version("ecomlab-segmenter", other.source, run_id=other.run_id)
     client.set_registered_model_alias("ecomlab-segmenter", "champion", wrong.version)
     try:
         deadline = time.time() + 30
         while time.time() < deadline:
-            model = post(server, "/models", {}).json()["models"][0]
+            model = models(server)[0]
             if f"version {wrong.version}" in (model["error"] or ""):  # not an earlier test's error
                 break
             time.sleep(0.3)

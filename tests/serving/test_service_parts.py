@@ -150,7 +150,7 @@ def test_forecast_defaults_levels_and_drops_missing_bounds() -> None:
 
 def test_forecast_value_error_is_400_naming_the_row() -> None:
     svc = service(max_horizon=5)
-    with pytest.raises(InvalidArgument, match=r"request row 1: unknown series 'zz'.*known"):
+    with pytest.raises(InvalidArgument, match=r"queries\[1\]: unknown series 'zz'.*known"):
         svc._forecast([ForecastQuery(series_id="a", horizon=2), ForecastQuery(series_id="zz", horizon=2)])
     with pytest.raises(InvalidArgument, match=r"queries\[0\]\.horizon: 6 is over the limit of 5"):
         svc._forecast([ForecastQuery(series_id="a", horizon=6)])
@@ -282,7 +282,8 @@ def test_model_gate_503_with_reason_and_readyz_detail(monkeypatch: pytest.Monkey
         http = app_with(store)
         assert http.post("/segment").text == "through"
         resp = http.post("/forecast")
-        assert resp.status_code == 503 and resp.json() == {"error": "forecaster model unavailable: no forecaster here"}
+        assert resp.status_code == 503 and resp.json()["error"]["message"] == "forecaster model unavailable: no forecaster here"
+        assert resp.json()["error"]["code"] == "model_unavailable"
         assert resp.headers["retry-after"] == "30"
         ready = http.get("/readyz")
         assert ready.status_code == 503 and ready.json()["reasons"] == ["forecaster: gone"]
@@ -308,19 +309,19 @@ def test_token_auth_and_body_limit(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SVC_TEST_TOKEN", "t0ken")
     http = Http(TokenAuth(BodyLimit(inner, max_bytes=1024), token_env="SVC_TEST_TOKEN"))
     denied = http.post("/segment", content=b"{}")
-    assert denied.status_code == 401 and denied.headers["www-authenticate"] == "Bearer" and "API token" in denied.json()["error"]
+    assert denied.status_code == 401 and denied.headers["www-authenticate"] == "Bearer" and "API token" in denied.json()["error"]["message"]
     assert http.get("/healthz").status_code == 200
     auth = {"Authorization": "Bearer t0ken"}
     assert http.post("/segment", content=b"x" * 10, headers=auth).text == "10"
     big = http.post("/segment", content=b"x" * 2000, headers=auth)
-    assert big.status_code == 413 and "over the limit of 1024" in big.json()["error"]
+    assert big.status_code == 413 and "over the limit of 1024" in big.json()["error"]["message"]
 
     async def chunks():
         for _ in range(3):
             yield b"x" * 600  # no content-length: counted while read
 
     streamed = http.post("/segment", content=chunks(), headers=auth)
-    assert streamed.status_code == 413 and "1200 read" in streamed.json()["error"]
+    assert streamed.status_code == 413 and "1200 read" in streamed.json()["error"]["message"]
 
 
 # ---- tracking URI: one definition, credentials never shown ----
