@@ -5,7 +5,7 @@ BentoML's pydantic inputs are lax by default ("7" becomes 7, extra fields ignore
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -193,9 +193,13 @@ class OrderLineIn(BaseModel):
 ChurnWindowDays = Annotated[int, Field(ge=1, le=3650, description="days without an order after which a customer counts as churned")]
 
 
+RevenuePeriod = Literal["month", "week", "day"]
+
+
 class KpiOptionsIn(BaseModel):
     model_config = STRICT
     churn_window_days: ChurnWindowDays | None = None
+    revenue_period: RevenuePeriod | None = Field(None, description="the period of revenue_by_period (default month)")
 
 
 class KpiRequest(BaseModel):

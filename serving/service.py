@@ -58,6 +58,7 @@ from serving.schemas import (  # noqa: E402
     OrderLineIn,
     RecommendRequest,
     RecommendResponse,
+    RevenuePeriod,
     SegmentRequest,
     SegmentResponse,
     SegmentResult,
@@ -234,12 +235,14 @@ class EcomlabService:
 
     @bentoml.api(route="/kpis/upload")
     @answers_errors
-    def kpis_upload(self, file: Path, churn_window_days: ChurnWindowDays | None = None) -> KpiResponse:
+    def kpis_upload(
+        self, file: Path, churn_window_days: ChurnWindowDays | None = None, revenue_period: RevenuePeriod | None = None
+    ) -> KpiResponse:
         """Every KPI of an uploaded CSV whose header names the contract columns (multipart field `file`)."""
         raw = kpis.read_upload(file, self.settings.limits)
         loaded = kpis.validate_lines(raw, "upload", "file")
-        opts = {"churn_window_days": churn_window_days} if churn_window_days else None
-        return kpis.kpi_response(loaded, None, opts)
+        opts = {k: v for k, v in (("churn_window_days", churn_window_days), ("revenue_period", revenue_period)) if v}
+        return kpis.kpi_response(loaded, None, opts or None)
 
     def _kpis(self, lines: list[OrderLineIn], options: KpiOptionsIn | None, name: str | None) -> KpiResponse:
         if len(lines) > self.settings.limits.max_kpi_rows:

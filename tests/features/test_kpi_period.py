@@ -109,3 +109,16 @@ def test_cli_kpis_report_has_revenue_by_period(tmp_path):
     saved = json.loads((tmp_path / "kpis.json").read_text())
     assert saved["kpis"]["revenue_by_period"]["best_period"]["period"] == "2024-02"
     assert "revenue by period" in page.read_text()
+
+
+def test_the_period_is_an_option_of_the_cli_and_the_api() -> None:
+    """`ecomlab kpis --period week` and `options.revenue_period` / the upload's `revenue_period` field reach the KPI."""
+    import inspect
+
+    from serving.schemas import KpiOptionsIn
+    from training.cli.kpis import kpis
+
+    assert KpiOptionsIn(revenue_period="week").revenue_period == "week"
+    with pytest.raises(ValueError):
+        KpiOptionsIn(revenue_period="year")
+    assert inspect.signature(kpis).parameters["period"].default.value == "month"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -13,26 +14,35 @@ from training.cli.app import app, console, user_errors
 from training.cli.data import load_with_progress
 
 
+class Period(str, Enum):
+    """The periods of revenue by period."""
+
+    month = "month"
+    week = "week"
+    day = "day"
+
+
 @app.command("kpis")
 def kpis(
     config: Annotated[Path, typer.Argument(help="a data config, e.g. configs/data/synthetic.yaml")],
     out: Annotated[Path | None, typer.Option(help="folder for kpis.json, PNG plots and report.html")] = None,
     churn_days: Annotated[int, typer.Option(min=1, help="inactivity window (days) that defines churn")] = 90,
+    period: Annotated[Period, typer.Option(help="the period of revenue by period")] = Period.month,
 ) -> None:
     """Compute the full KPI report of a source; tables in the terminal, files in --out."""
     with user_errors():
         loaded = load_with_progress(config)
-    page = compute_and_write_kpis(loaded, out, churn_days)
+    page = compute_and_write_kpis(loaded, out, churn_days, period.value)
     if page:
         console.print(f"report: [bold]{page}[/]")
 
 
-def compute_and_write_kpis(loaded: Loaded, out: Path | None, churn_days: int = 90) -> Path | None:
+def compute_and_write_kpis(loaded: Loaded, out: Path | None, churn_days: int = 90, period: str = "month") -> Path | None:
     """Print the headline KPIs; with `out`, write kpis.json, the plots and report.html there (returns the page)."""
     from features.kpis import headline, kpi_report
 
     with console.status("computing KPIs"):
-        report = kpi_report(loaded.lines, customers=loaded.customers, inventory=loaded.inventory, options={"churn_window_days": churn_days})
+        report = kpi_report(loaded.lines, customers=loaded.customers, inventory=loaded.inventory, options={"churn_window_days": churn_days, "revenue_period": period})
     print_kpis(report)
     if out is None:
         return None
