@@ -145,7 +145,7 @@ def ecomlab_figures(report: dict) -> dict[str, float]:
         "average_order_value": h["average_order_value"], "churn_rate": h["churn_rate"], "clv_mean": h["clv_mean"],
         "high_value_revenue_share": h["high_value_revenue_share"], "orders_per_customer": h["orders_per_customer"],
         "engagement_email": next(r["mean_engagement"] for r in report["engagement"]["by_channel"] if r["channel"] == "email"),
-        "cohort_m1_retention": next(r["retention"] for r in cohort if r["months_since_signup"] == 1),
+        "cohort_m1_retention": next(r["retention"] for r in cohort if r["months_since_cohort_month"] == 1),
         "rfm_champions": float(segments.get("champions", 0)),
         "return_rate": h["return_rate"],
         "return_rate_max_category": max(r["return_rate"] for r in report["returns"]["by_category"]),

@@ -61,8 +61,8 @@ def _cohort_months(data: Prepared, customers: pd.DataFrame | None) -> tuple[np.n
 
 def cohort_retention(lines: pd.DataFrame | Prepared, customers: pd.DataFrame | None = None) -> dict[str, Any]:
     """Cohort x months-since-the-cohort-month matrix of active-customer shares (see module docstring); `cohort_by`
-    says in words what the cohort month is in this data (`average_by_month.months_since_signup` keeps its
-    name for its readers, and counts from that cohort month)."""
+    says in words what the cohort month is in this data (signup month, else first-purchase month), and
+    `average_by_month.months_since_cohort_month` counts from it."""
     data = prepare(lines)
     if data.lines_without_customer == len(data.lines):
         raise KpiUnavailable("no line has a customer id")
@@ -121,5 +121,5 @@ def _average(matrix: np.ndarray, sizes: np.ndarray) -> pd.DataFrame:
     observed = ~np.isnan(matrix)
     weights = np.where(observed, sizes[:, None], 0)
     avg = (np.nan_to_num(matrix) * weights).sum(axis=0) / np.maximum(weights.sum(axis=0), 1)
-    table = pd.DataFrame({"months_since_signup": np.arange(matrix.shape[1]), "retention": avg, "cohorts_observed": observed.sum(axis=0)})
+    table = pd.DataFrame({"months_since_cohort_month": np.arange(matrix.shape[1]), "retention": avg, "cohorts_observed": observed.sum(axis=0)})
     return table[observed.any(axis=0)].reset_index(drop=True)

@@ -114,3 +114,12 @@ def test_uci_report_best_month_and_no_one_bar_charts(uci_report):
     assert "return_rates" not in kpi_figures(uci_report)  # one bar "all" and one bar "0%" before
     assert set(dropped_charts(uci_report)) == {"Return rate by category", "Return rate by discount band"}
     assert uci_report["cohort_retention"]["cohort_by"] == "first purchase month"
+
+
+def test_cohort_months_are_not_called_months_since_signup() -> None:
+    """Cohorts start at the signup month where there is one, else the first purchase: the column says so."""
+    from features.kpis import cohort_retention
+    from features.synthetic import generate
+
+    out = cohort_retention(generate(n_customers=60, weeks=20, seed=1).lines)
+    assert "months_since_cohort_month" in out["average_by_month"] and "months_since_signup" not in out["average_by_month"]
