@@ -37,8 +37,13 @@ def mlflow_template_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def tracking_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mlflow_template_db: Path) -> Path:
     """MLflow tracking and registry in tmp_path (SQLite + local artifacts), the working directory there too."""
+    import mlflow
+
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", fresh_mlflow_db(mlflow_template_db, tmp_path))
+    uri = fresh_mlflow_db(mlflow_template_db, tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    mlflow.set_tracking_uri(uri)  # an earlier test's in-process URI would outrank the environment
+    mlflow.set_registry_uri(uri)
     return tmp_path
 
 

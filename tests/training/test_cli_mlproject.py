@@ -59,7 +59,7 @@ def test_mlflow_run_logs_the_job_in_the_configs_experiment(tracking_dir: Path) -
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     client = MlflowClient()
     experiment = client.get_experiment_by_name("tiny-segmenter")
-    assert experiment is not None
+    assert experiment is not None, [e.name for e in client.search_experiments()]
     parents = client.search_runs([experiment.experiment_id], "tags.`ecomlab.job` = 'segment'")
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
     assert client.get_model_version("ecomlab-segmenter", "1").run_id == parents[0].info.run_id
