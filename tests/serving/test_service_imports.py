@@ -11,6 +11,8 @@ import pytest
 
 from tests.helpers import REPO  # noqa: E402
 
+pytestmark = pytest.mark.slow  # a fresh interpreter per check
+
 TRAINING_ONLY = ("training", "optuna", "matplotlib")
 
 

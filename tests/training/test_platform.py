@@ -112,6 +112,7 @@ def test_decision_rules() -> None:
 # ---- whole jobs on tiny synthetic data ----
 
 
+@pytest.mark.slow  # an end-to-end job
 def test_job_logs_parent_and_trial_runs_and_registers(tracking_dir: Path) -> None:
     result = run_job(write_job(tracking_dir))
     client = MlflowClient()
@@ -141,6 +142,7 @@ def test_job_logs_parent_and_trial_runs_and_registers(tracking_dir: Path) -> Non
     assert "scikit-learn==" in reqs
 
 
+@pytest.mark.slow  # an end-to-end job
 def test_worse_model_does_not_take_champion(tracking_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     first = run_job(write_job(tracking_dir))
     assert first.decision.alias == "champion"
@@ -171,6 +173,7 @@ def test_worse_model_does_not_take_champion(tracking_dir: Path, monkeypatch: pyt
     assert tags["ecomlab.decision"] == "challenger" and "does not beat the champion" in tags["ecomlab.decision_reason"]
 
 
+@pytest.mark.slow  # an end-to-end job
 def test_failing_trial_does_not_end_the_study(tracking_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from training.segment import SegmenterFamily
 
@@ -194,6 +197,7 @@ def test_failing_trial_does_not_end_the_study(tracking_dir: Path, monkeypatch: p
     assert len(failed) == 1 and "planted failure" in failed[0].data.tags["ecomlab.error"]
 
 
+@pytest.mark.slow  # an end-to-end job
 def test_parallel_trials_keep_runs_apart(tracking_dir: Path) -> None:
     result = run_job(write_job(tracking_dir, **{"tuning.n_jobs": 2, "tuning.n_trials": 4}))
     client = MlflowClient()
@@ -202,6 +206,7 @@ def test_parallel_trials_keep_runs_apart(tracking_dir: Path) -> None:
     assert len({c.data.tags["ecomlab.trial"] for c in children}) == 4
 
 
+@pytest.mark.slow  # an end-to-end job
 def test_rdb_study_storage_resumes(tracking_dir: Path) -> None:
     storage = f"sqlite:///{tracking_dir / 'optuna.db'}"
     path = write_job(tracking_dir, **{"tuning.storage": storage, "tuning.study_name": "resume-me", "tuning.n_trials": 2})
@@ -245,6 +250,7 @@ def test_job_against_a_tracking_server(tmp_path: Path, monkeypatch: pytest.Monke
 # ---- a champion that cannot be loaded, a failed job, a candidate that memorises ----
 
 
+@pytest.mark.slow  # an end-to-end job
 def test_unloadable_champion_is_reported_and_not_replaced(tracking_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     first = run_job(write_job(tracking_dir))
 
@@ -263,6 +269,7 @@ def test_unloadable_champion_is_reported_and_not_replaced(tracking_dir: Path, mo
     assert third.decision.alias == "champion" and "replaces a champion" in third.decision.reason
 
 
+@pytest.mark.slow  # an end-to-end job
 def test_failed_job_ends_its_run_failed_with_the_traceback(tracking_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from training.segment import SegmenterFamily
 
@@ -345,6 +352,7 @@ class MemoFamily:
         return example, model.predict(None, example)
 
 
+@pytest.mark.slow  # an end-to-end job
 def test_a_candidate_that_memorises_its_training_data_cannot_become_champion(
     tracking_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
