@@ -43,6 +43,18 @@ def champion_version(registry: tuple[Path, str], name: str, server: Server) -> s
     return wanted
 
 
+def segmenter_reporting(server: Server, version: str, timeout: float) -> dict:
+    """The segmenter's /models entry once its error names `version` (not an earlier test's error)."""
+    import time
+
+    deadline = time.time() + timeout
+    while True:
+        model = models(server)[0]  # the segmenter comes first
+        if f"version {version}" in (model["error"] or "") or time.time() > deadline:
+            return model
+        time.sleep(0.3)
+
+
 CUSTOMER = {"recency": 12.0, "frequency": 9.0, "monetary": 850.0, "quantity": 40.0, "tenure": 400.0, "aov": 94.4, "return_rate": 0.02}
 
 
@@ -342,7 +354,6 @@ def test_hot_reload_swaps_champion_without_failing_requests(server: Server, regi
 
 
 def test_alias_to_version_with_missing_artifacts_keeps_serving(server: Server, registry: tuple[Path, str], tmp_path: Path) -> None:
-    import time
 
     from mlflow.tracking import MlflowClient
 
@@ -352,12 +363,7 @@ def test_alias_to_version_with_missing_artifacts_keeps_serving(server: Server, r
     broken = client.create_model_version("ecomlab-segmenter", (tmp_path / "gone").as_uri(), run_id=None)
     client.set_registered_model_alias("ecomlab-segmenter", "champion", broken.version)
     try:
-        deadline = time.time() + 20
-        while time.time() < deadline:
-            model = models(server)[0]
-            if f"version {broken.version}" in (model["error"] or ""):  # not an earlier test's error
-                break
-            time.sleep(0.3)
+        model = segmenter_reporting(server, broken.version, timeout=20)
         assert model["error"] and model["version"] == serving_version and model["status"] == "serving"
         resp = post(server, "/segment", {"customers": [CUSTOMER]})
         assert resp.status_code == 200 and resp.json()["version"] == serving_version
@@ -412,7 +418,6 @@ def test_champions_serve_where_training_cannot_be_imported(registry: tuple[Path,
 
 def test_alias_to_a_model_that_is_not_servable_keeps_serving(server: Server, registry: tuple[Path, str]) -> None:
     """The segmenter's alias moved to a recommender: reported on /models and /readyz, the served version stays."""
-    import time
 
     from mlflow.tracking import MlflowClient
 
@@ -423,12 +428,7 @@ def test_alias_to_a_model_that_is_not_servable_keeps_serving(server: Server, reg
     wrong = client.create_model_version("ecomlab-segmenter", other.source, run_id=other.run_id)
     client.set_registered_model_alias("ecomlab-segmenter", "champion", wrong.version)
     try:
-        deadline = time.time() + 30
-        while time.time() < deadline:
-            model = models(server)[0]
-            if f"version {wrong.version}" in (model["error"] or ""):  # not an earlier test's error
-                break
-            time.sleep(0.3)
+        model = segmenter_reporting(server, wrong.version, timeout=30)
         assert "not a servable segmenter model" in model["error"], model
         assert model["status"] == "serving" and model["version"] == serving_version
         assert post(server, "/segment", {"customers": [CUSTOMER]}).json()["version"] == serving_version
