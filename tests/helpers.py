@@ -54,3 +54,17 @@ def tiny_job(family: str, folder: Path, n_customers: int = 300, weeks: int = 80)
     path = folder / f"{family}.yaml"
     path.write_text(yaml.safe_dump(job))
     return path
+
+
+CONTRACT_COLUMNS = ("order_id", "order_date", "customer_id", "product_id", "quantity", "unit_price")
+
+
+def write_csv_source(folder: Path, body: str, name: str, **config) -> Path:
+    """`lines.csv` (the contract's column names, then `body`) and a data config `<name>.yaml` reading it."""
+    import yaml
+
+    (folder / "lines.csv").write_text(",".join(CONTRACT_COLUMNS) + "\n" + body)
+    cfg = {"name": name, "format": "csv", "path": "lines.csv", "columns": {c: c for c in CONTRACT_COLUMNS}, **config}
+    path = folder / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path

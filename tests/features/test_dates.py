@@ -11,13 +11,12 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import yaml
 
 from features.config_io import ConfigError
 from features.readers.dates import parse_dates
 from features.source_config import load_source_config
 from features.sources import SourceError, load, validate_frame
-from tests.helpers import REPO
+from tests.helpers import REPO, write_csv_source
 
 ISO_FORMS = {
     "2024-03-01": "2024-03-01 00:00:00",
@@ -35,15 +34,7 @@ ISO_FORMS = {
 
 def write_source(tmp_path: Path, dates: list[str], **config) -> Path:
     body = "".join(f"{i},\"{d}\",c{i},p,1,2.0\n" for i, d in enumerate(dates, start=1))  # quoted: "10:00:00,5"
-    (tmp_path / "lines.csv").write_text("order_id,order_date,customer_id,product_id,quantity,unit_price\n" + body)
-    cfg = {
-        "name": "dates", "format": "csv", "path": "lines.csv",
-        "columns": {c: c for c in ("order_id", "order_date", "customer_id", "product_id", "quantity", "unit_price")},
-        **config,
-    }
-    path = tmp_path / "dates.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    return path
+    return write_csv_source(tmp_path, body, "dates", **config)
 
 
 def dates_by_order(loaded) -> dict[str, pd.Timestamp]:

@@ -19,8 +19,8 @@ from typer.testing import CliRunner
 from features.contract import MAX_AMOUNT, MAX_QUANTITY
 from features.kpis import kpi_report
 from features.sources import load, validate_frame
+from tests.helpers import write_csv_source
 
-HEADER = "order_id,order_date,customer_id,product_id,quantity,unit_price\n"
 GOOD = "1,2024-01-03,a,p1,2,10.0\n2,2024-01-04,b,p1,1,5.0\n"
 OVERFLOWING = {
     # file line -> (cells, column the quarantine names)
@@ -34,14 +34,7 @@ OVERFLOWING = {
 
 
 def write_source(tmp_path: Path, body: str) -> Path:
-    (tmp_path / "lines.csv").write_text(HEADER + body)
-    cfg = {
-        "name": "overflow", "format": "csv", "path": "lines.csv",
-        "columns": {c: c for c in ("order_id", "order_date", "customer_id", "product_id", "quantity", "unit_price")},
-    }
-    path = tmp_path / "overflow.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    return path
+    return write_csv_source(tmp_path, body, "overflow")
 
 
 def assert_finite_kpis(lines: pd.DataFrame) -> None:
