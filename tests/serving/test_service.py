@@ -43,6 +43,18 @@ def champion_version(registry: tuple[Path, str], name: str, server: Server) -> s
     return wanted
 
 
+def registry_client(registry: tuple[Path, str]):
+    """A client of the session registry, with MLflow's in-process URI pointed at it too: a version made
+    from a `models:/m-...` source is resolved through that URI (other tests point it at their own stores)."""
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    _, uri = registry
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    return MlflowClient(uri, uri)
+
+
 def segmenter_reporting(server: Server, version: str, timeout: float) -> dict:
     """The segmenter's /models entry once its error names `version` (not an earlier test's error)."""
     import time
@@ -319,10 +331,9 @@ def test_hot_reload_swaps_champion_without_failing_requests(server: Server, regi
     import threading
     import time
 
-    from mlflow.tracking import MlflowClient
 
     _, uri = registry
-    client = MlflowClient(uri, uri)
+    client = registry_client(registry)
     current = client.get_model_version_by_alias("ecomlab-segmenter", "champion")
     new = client.create_model_version("ecomlab-segmenter", current.source, run_id=current.run_id)
     statuses: list[int] = []
@@ -355,10 +366,9 @@ def test_hot_reload_swaps_champion_without_failing_requests(server: Server, regi
 
 def test_alias_to_version_with_missing_artifacts_keeps_serving(server: Server, registry: tuple[Path, str], tmp_path: Path) -> None:
 
-    from mlflow.tracking import MlflowClient
 
     _, uri = registry
-    client = MlflowClient(uri, uri)
+    client = registry_client(registry)
     serving_version = models(server)[0]["version"]  # the segmenter comes first
     broken = client.create_model_version("ecomlab-segmenter", (tmp_path / "gone").as_uri(), run_id=None)
     client.set_registered_model_alias("ecomlab-segmenter", "champion", broken.version)
@@ -419,10 +429,9 @@ def test_champions_serve_where_training_cannot_be_imported(registry: tuple[Path,
 def test_alias_to_a_model_that_is_not_servable_keeps_serving(server: Server, registry: tuple[Path, str]) -> None:
     """The segmenter's alias moved to a recommender: reported on /models and /readyz, the served version stays."""
 
-    from mlflow.tracking import MlflowClient
 
     _, uri = registry
-    client = MlflowClient(uri, uri)
+    client = registry_client(registry)
     serving_version = models(server)[0]["version"]  # the segmenter comes first
     other = client.get_model_version_by_alias("ecomlab-recommender", "champion")
     wrong = client.create_model_version("ecomlab-segmenter", other.source, run_id=other.run_id)
