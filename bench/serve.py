@@ -1,7 +1,7 @@
 """Benchmark: the BentoML service against `mlflow models serve` on the same registered segmenter.
 
 Starts both servers on loopback against an MLflow store made by `ecomlab quickstart`, then drives
-/segment on both (one customer row per request), /forecast and /recommend on BentoML, and a variant
+/segment on both (one customer row per request), /forecast, /recommend and /clv on BentoML, and a variant
 with BentoML adaptive batching on /segment, at each concurrency level. Each level is bounded by a
 request count AND a time limit; every server is stopped at the end. Prints per target and level:
 requests, errors, throughput, p50/p95/p99 latency, and the client's own CPU share (client and
@@ -39,6 +39,7 @@ os.environ.update(QUIET)
 
 CUSTOMER = {"customer_id": "c1", "recency": 12.0, "frequency": 9.0, "monetary": 850.0, "quantity": 40.0,
             "tenure": 400.0, "aov": 94.4, "return_rate": 0.02}
+CLV_CUSTOMER = {"customer_id": "c1", "frequency": 4.0, "recency": 30.0, "T": 40.0, "monetary": 25.0}
 BATCHED_SERVICE = "BatchedSegmentService"
 
 
@@ -74,8 +75,8 @@ def launch(name: str, argv: list[str], env: dict[str, str], work: Path, ready_pa
 
 
 def serve_config(work: Path, workers: int) -> Path:
-    """Service settings for the bench: the three quickstart champions, hot reload off."""
-    models = [{"family": f, "name": f"ecomlab-{f}", "alias": "champion"} for f in ("segmenter", "forecaster", "recommender")]
+    """Service settings for the bench: the quickstart champions, hot reload off."""
+    models = [{"family": f, "name": f"ecomlab-{f}", "alias": "champion"} for f in ("segmenter", "forecaster", "recommender", "clv")]
     cfg = {"host": "127.0.0.1", "port": 3000, "models": models, "reload_interval_s": 0, "workers": workers}
     path = work / "serve.yaml"
     path.write_text(yaml.safe_dump(cfg))
@@ -329,6 +330,7 @@ def run(args: argparse.Namespace, work: Path) -> None:
             Target("bentoml /segment", bento.url + "/segment", segment_body),
             Target("bentoml /forecast", bento.url + "/forecast", forecast_body),
             Target("bentoml /recommend", bento.url + "/recommend", recommend_body),
+            Target("bentoml /clv", bento.url + "/clv", {"customers": [CLV_CUSTOMER]}),
         ])
         for server in servers:
             server.stop()

@@ -134,7 +134,10 @@ class Accounting:
 
 @dataclass
 class Loaded:
-    """What every loader returns: the clean `OrderLines` frame, its quarantine and the accounting."""
+    """What every loader returns: the clean `OrderLines` frame, its quarantine and the accounting.
+
+    A customer-summary source has no lines (an empty contract frame): its per-customer table
+    (index customer_id; frequency, recency, T, monetary, ...) is `summary`, in `summary_unit` ("D"/"W")."""
 
     lines: pd.DataFrame
     quarantine: Quarantine
@@ -143,6 +146,8 @@ class Loaded:
     customers: pd.DataFrame | None = None
     inventory: pd.DataFrame | None = None
     source_digest: str = ""
+    summary: pd.DataFrame | None = None
+    summary_unit: str | None = None
 
 
 def validate_schema(lines: pd.DataFrame) -> pd.DataFrame:

@@ -23,27 +23,45 @@ from features.plots import dropped_charts
 MAX_TABLE_ROWS = 25
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 TEMPLATE = "kpi_report.html.j2"
+LIFETIME_TITLE = "Customer lifetime (BG/NBD + Gamma-Gamma)"
 
 
-def write_report(report: dict[str, Any], figures: dict[str, Figure], out: Path, title: str, meta: dict[str, Any]) -> Path:
-    """Write kpis.json, <plot>.png and report.html into `out`; returns the HTML path."""
+def write_report(report: dict[str, Any], figures: dict[str, Figure], out: Path, title: str, meta: dict[str, Any],
+                 lifetime: tuple[dict[str, Any], dict[str, Figure]] | None = None) -> Path:
+    """Write kpis.json, <plot>.png and report.html into `out`; returns the HTML path.
+
+    `lifetime` (`features.btyd.report.lifetime_section`) adds the customer-lifetime block: its figures
+    go to lifetime.json (kpis.json stays the KPI payload the service answers) and its charts to PNGs."""
     out.mkdir(parents=True, exist_ok=True)
     (out / "kpis.json").write_text(json.dumps(json_safe({"meta": meta, "kpis": report}), indent=2, default=str))
-    images: dict[str, str] = {}
+    images = _write_pngs(figures, out)
+    section, lifetime_images = None, {}
+    if lifetime is not None:
+        section, lifetime_images = lifetime[0], _write_pngs(lifetime[1], out)
+        (out / "lifetime.json").write_text(json.dumps(json_safe(section), indent=2, default=str))
+    page = out / "report.html"
+    page.write_text(render_html(report, images, title, meta, section, lifetime_images), encoding="utf-8")
+    return page
+
+
+def render_html(report: dict[str, Any], images: dict[str, str], title: str, meta: dict[str, Any],
+                lifetime: dict[str, Any] | None = None, lifetime_images: dict[str, str] | None = None) -> str:
+    """The report page: meta table, plots (and a note for each chart left out), one section per KPI, then the
+    customer-lifetime block when there is one."""
+    template = _environment().get_template(TEMPLATE)
+    return template.render(report=report, images=images, notes=dropped_charts(report), title=title, meta=meta,
+                           max_rows=MAX_TABLE_ROWS, lifetime=lifetime, lifetime_images=lifetime_images or {},
+                           lifetime_title=LIFETIME_TITLE)
+
+
+def _write_pngs(figures: dict[str, Figure], out: Path) -> dict[str, str]:
+    """Each figure as <name>.png in `out`; name -> base64 PNG for the page."""
+    images = {}
     for name, fig in figures.items():
         png = _png(fig)
         (out / f"{name}.png").write_bytes(png)
         images[name] = base64.b64encode(png).decode()
-    page = out / "report.html"
-    page.write_text(render_html(report, images, title, meta), encoding="utf-8")
-    return page
-
-
-def render_html(report: dict[str, Any], images: dict[str, str], title: str, meta: dict[str, Any]) -> str:
-    """The report page: meta table, plots (and a note for each chart left out), then one section per KPI."""
-    template = _environment().get_template(TEMPLATE)
-    return template.render(report=report, images=images, notes=dropped_charts(report), title=title, meta=meta,
-                           max_rows=MAX_TABLE_ROWS)
+    return images
 
 
 def _png(fig: Figure) -> bytes:

@@ -15,7 +15,9 @@ from pydantic import Field, field_validator, model_validator
 from features.config_io import Strict, parse_model, read_yaml
 from features.synthetic.options import SyntheticOptions
 
-Format = Literal["csv", "whitespace", "parquet", "excel", "synthetic", "basket_csv", "basket_dat"]
+Format = Literal["csv", "whitespace", "parquet", "excel", "synthetic", "basket_csv", "basket_dat", "customer_summary"]
+#: a customer summary's time unit in the config -> the unit code features.btyd uses
+TIME_UNITS = {"weeks": "W", "days": "D"}
 
 
 class ColumnMap(Strict):
@@ -41,6 +43,19 @@ class Returns(Strict):
     order_id_prefix: str | None = None
     negative_quantity: bool = True
     flag_column: str | None = None  # a source column whose truthy values mark a return
+
+
+class SummaryColumns(Strict):
+    """Summary column -> source column, for `format: customer_summary` (holdout columns optional)."""
+
+    customer_id: str = "customer_id"
+    frequency: str = "frequency"
+    recency: str = "recency"
+    T: str = "T"
+    monetary: str = "monetary"
+    frequency_holdout: str | None = None
+    duration_holdout: str | None = None
+    monetary_holdout: str | None = None
 
 
 class ReadOptions(Strict):
@@ -75,6 +90,9 @@ class DataSourceConfig(Strict):
     synthetic: SyntheticOptions = SyntheticOptions()  # the generator's options (format: synthetic, no path)
     customers: SideTable | None = None
     inventory: SideTable | None = None
+    #: format customer_summary: the per-customer table's columns (default: named as in features.btyd) and unit
+    summary_columns: SummaryColumns | None = None
+    time_unit: Literal["weeks", "days"] | None = None
     source_file: str = ""  # filled by load_source_config: the YAML this came from
 
     @field_validator("constants")
@@ -107,6 +125,12 @@ class DataSourceConfig(Strict):
 
     @model_validator(mode="after")
     def _complete(self) -> "DataSourceConfig":
+        if self.format == "customer_summary":
+            if not self.path or self.time_unit is None:
+                raise ValueError("format 'customer_summary' needs a path and a time_unit (weeks or days)")
+            return self
+        if self.summary_columns is not None or self.time_unit is not None:
+            raise ValueError("summary_columns and time_unit belong to format 'customer_summary' only")
         if self.format in ("synthetic", "basket_csv", "basket_dat"):
             if self.format != "synthetic" and not self.path:
                 raise ValueError(f"format {self.format!r} needs a path")

@@ -15,6 +15,7 @@ from features.contract import COLUMNS, REQUIRED, Accounting, Loaded, Numbering
 from features.readers.baskets import load_basket_source
 from features.readers.files import SourceError
 from features.readers.normalise import normalise
+from features.readers.summary import load_summary_source
 from features.readers.synthetic import load_synthetic
 from features.readers.tabular import Progress, load_tabular
 from features.source_config import ColumnMap, DataSourceConfig, load_source_config
@@ -31,6 +32,8 @@ def load(config: str | Path | DataSourceConfig, progress: Progress | None = None
         return load_synthetic(cfg)
     if cfg.format in ("basket_csv", "basket_dat"):
         return load_basket_source(cfg)
+    if cfg.format == "customer_summary":
+        return load_summary_source(cfg)
     return load_tabular(cfg, progress)
 
 

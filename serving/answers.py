@@ -11,11 +11,16 @@ from typing import Any
 
 import numpy as np
 
+from features.btyd.checks import FIELDS as SUMMARY_FIELDS
+from features.btyd.checks import first_problem
+
 from serving.errors import ApiError, BadRequest
 from serving.models.base import BasketRecommendation, SeriesForecast
 from serving.models.registry import FAMILIES
 from serving.schemas import (
     BasketRecommendations,
+    ClvCustomer,
+    ClvResult,
     CustomerRow,
     ForecastPoint,
     ModelDetail,
@@ -37,6 +42,27 @@ def feature_matrix(customers: list[CustomerRow], features: list[str]) -> np.ndar
             raise BadRequest(f"customers[{values.index(None)}].{col}: required by the served model (features: {features})")
         columns.append(np.array(values, dtype=np.float64))
     return np.column_stack(columns) if columns else np.empty((len(customers), 0))
+
+
+def clv_arrays(customers: list[ClvCustomer]) -> tuple[np.ndarray, ...]:
+    """frequency, recency, T and monetary as float64 arrays; a row that breaks a summary rule (recency > T,
+    repeat purchases without spend, ...) is a 400 naming `customers[i].<field>` and the rule."""
+    values = {f: np.array([getattr(c, f) for c in customers], dtype=np.float64) for f in SUMMARY_FIELDS}
+    problem = first_problem(values)
+    if problem is not None:
+        pos, column, reason, _ = problem
+        field = f"customers[{pos}].{column}"
+        raise BadRequest(f"{field}: {values[column][pos]:g} is {reason}", fields=[{"field": field, "message": reason}])
+    return tuple(values[f] for f in SUMMARY_FIELDS)
+
+
+def clv_answer(customers: list[ClvCustomer], values: dict[str, np.ndarray]) -> list[ClvResult]:
+    columns = {k: np.asarray(v, dtype=np.float64).tolist() for k, v in values.items()}
+    return [
+        ClvResult(customer_id=c.customer_id, expected_purchases=columns["expected_purchases"][i],
+                  p_alive=columns["p_alive"][i], expected_value=columns["expected_value"][i], clv=columns["clv"][i])
+        for i, c in enumerate(customers)
+    ]
 
 
 def series_answer(fc: SeriesForecast) -> SeriesForecastOut:
@@ -91,4 +117,7 @@ def _inputs(family: str, model: Any) -> dict[str, Any]:
         return {"features": [str(f) for f in model.features], "segments": {str(k): str(v) for k, v in model.names.items()}}
     if family == "recommender":
         return {"default_k": int(model.default_k), "max_k": int(model.max_k)}
+    if family == "clv":
+        return {"unit": str(model.unit), "default_horizon": float(model.default_horizon),
+                "max_horizon": float(model.max_horizon), "default_discount_rate": float(model.default_discount_rate)}
     return {}

@@ -118,6 +118,44 @@ class RecommendResponse(Out):
     results: list[BasketRecommendations]
 
 
+# ---- /clv ----
+
+
+class ClvCustomer(BaseModel):
+    """A customer's purchase summary in the model's time unit (`GET /models/clv` names it)."""
+
+    model_config = STRICT
+    customer_id: str | None = Field(None, max_length=200)
+    frequency: float = Field(ge=0, description="repeat purchases (a whole number): purchase days after the first")
+    recency: float = Field(ge=0, description="time from the first to the last purchase (0 without repeat purchases)")
+    T: float = Field(ge=0, description="time from the first purchase to now (>= recency)")
+    monetary: float = Field(ge=0, description="mean value of the repeat purchases (> 0 when frequency > 0)")
+
+
+class ClvRequest(BaseModel):
+    model_config = STRICT
+    customers: list[ClvCustomer] = Field(min_length=1)
+    horizon: float | None = Field(None, ge=0, description="time units to value (the model's default when absent)")
+    discount_rate: float | None = Field(None, ge=0, le=1, description="annual discount rate (the model's default when absent)")
+
+
+class ClvResult(Out):
+    customer_id: str | None
+    expected_purchases: float = Field(description="expected purchases over the horizon")
+    p_alive: float = Field(description="probability the customer is still active")
+    expected_value: float = Field(description="expected value of an order")
+    clv: float = Field(description="discounted expected value over the horizon")
+
+
+class ClvResponse(Out):
+    model: str
+    version: str
+    unit: str = Field(description="D (days) or W (weeks): the unit of recency, T and horizon")
+    horizon: float
+    discount_rate: float
+    customers: list[ClvResult]
+
+
 # ---- /models ----
 
 
@@ -148,6 +186,10 @@ class ModelDetail(ServedModel):
     segments: dict[str, str] | None = Field(None, description="segmenter: segment id -> name")
     default_k: int | None = Field(None, description="recommender: items per basket when a request names no k")
     max_k: int | None = Field(None, description="recommender: the most items per basket it ranks")
+    unit: str | None = Field(None, description="clv: D (days) or W (weeks), the unit of recency, T and horizon")
+    default_horizon: float | None = Field(None, description="clv: the horizon of a request that names none")
+    max_horizon: float | None = Field(None, description="clv: the longest horizon a request may ask for")
+    default_discount_rate: float | None = Field(None, description="clv: the annual discount rate of a request that names none")
 
 
 # ---- errors: one shape for every 4xx and 5xx (built in serving.errors) ----

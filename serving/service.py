@@ -9,7 +9,6 @@ family registry (serving.models.registry).
 from __future__ import annotations
 
 import functools
-import importlib.metadata
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -20,7 +19,6 @@ os.environ.setdefault("DO_NOT_TRACK", "true")
 os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
 
 import anyio  # noqa: E402
-import attr  # noqa: E402
 import bentoml  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
@@ -28,13 +26,20 @@ from starlette.exceptions import HTTPException  # noqa: E402
 
 from features.kpis import KPIS  # noqa: E402
 from serving import kpis  # noqa: E402
-from serving.answers import basket_answer, feature_matrix, models_answer, series_answer  # noqa: E402
+from serving.answers import (  # noqa: E402
+    basket_answer,
+    clv_answer,
+    clv_arrays,
+    feature_matrix,
+    models_answer,
+    series_answer,
+)
 from serving.auth import BodyLimit, TokenAuth, open_paths  # noqa: E402
 from serving.errors import (  # noqa: E402
+    BadRequest,
     answers_errors,
     bad_input,
     model_unavailable,
-    openapi_errors,
     over_limit,
     quiet_client_errors,
     too_large,
@@ -42,18 +47,20 @@ from serving.errors import (  # noqa: E402
 from serving.metrics import Metrics  # noqa: E402
 from serving.middleware import ErrorShape, FormGuard, MediaTypeGuard, ModelGate  # noqa: E402
 from serving.models.registry import FAMILIES  # noqa: E402
+from serving.openapi import document  # noqa: E402
 from serving.schemas import (  # noqa: E402
     Basket,
     ChurnWindowDays,
+    ClvCustomer,
+    ClvRequest,
+    ClvResponse,
     CustomerRow,
-    ErrorResponse,
     ForecastQuery,
     ForecastRequest,
     ForecastResponse,
     KpiOptionsIn,
     KpiRequest,
     KpiResponse,
-    ModelDetail,
     ModelsResponse,
     OrderLineIn,
     RecommendRequest,
@@ -68,37 +75,16 @@ from serving.store import ModelStore, ModelUnavailable, Served  # noqa: E402
 
 SETTINGS = load_settings()
 INLINE_ROWS = 32  # model requests with at most this many rows are answered on the event loop
-SEGMENTER, FORECASTER, RECOMMENDER = FAMILIES["segmenter"], FAMILIES["forecaster"], FAMILIES["recommender"]
+SEGMENTER, FORECASTER, RECOMMENDER, CLV = (FAMILIES[f] for f in ("segmenter", "forecaster", "recommender", "clv"))
 FORM_ROUTES = frozenset({"/kpis/upload"})
 T = TypeVar("T")
-DESCRIPTION = """ecomlab's model service: customer segments, demand forecasts and basket recommendations from the
-registered champions (loaded once, never fitted in a request), and the KPIs of posted or uploaded order lines.
-
-**Errors.** Every 4xx and 5xx answers `{"error": {"code", "message", "fields": [{"field", "message"}]}}`
-(schema `ErrorResponse`); `code` says what went wrong (`invalid_input`, `over_limit`, `too_large`,
-`unsupported_media_type`, `unauthorized`, `model_unavailable`, ...), `fields` names the request fields at fault.
-
-**Auth.** When the service's token variable is set, send `Authorization: Bearer <token>`; /healthz, /livez
-and /readyz stay open (and /metrics when `metrics_open` is set). JSON endpoints take `application/json`.
-
-**Models.** `GET /models` lists the served models; `GET /models/{family}` adds what a request may name
-(the forecaster's series ids, the segmenter's features, the recommender's k)."""
-
-
-def package_version() -> str:
-    try:
-        return importlib.metadata.version("ecomlab")
-    except importlib.metadata.PackageNotFoundError:  # a bento runs the packages' source, not an installed distribution
-        return "unknown"
-
-
 class DocumentedService(bentoml.Service):
     """BentoML's service whose OpenAPI document is ours: our version, description and error shape, and
     the GET routes ModelGate answers (BentoML documents its POST routes and its own error shapes only)."""
 
     @property
     def openapi_spec(self) -> Any:
-        return document(super().openapi_spec)
+        return document(super().openapi_spec, API_ROUTES)
 
 
 @bentoml.service(
@@ -225,6 +211,31 @@ class EcomlabService:
             results = [basket_answer(r) for r in recs]
         return RecommendResponse(model=served.name, version=served.version, results=results)
 
+    @bentoml.api(route=CLV.route, input_spec=ClvRequest)
+    @answers_errors
+    async def clv(
+        self, customers: list[ClvCustomer], horizon: float | None = None, discount_rate: float | None = None
+    ) -> ClvResponse:
+        """Expected purchases over the horizon, P(alive), expected order value and discounted CLV per customer."""
+        return await self._answer(len(customers), self._clv, customers, horizon, discount_rate)
+
+    def _clv(self, customers: list[ClvCustomer], horizon: float | None, discount_rate: float | None) -> ClvResponse:
+        self._within("customers", len(customers))
+        served = self._served(CLV.name)
+        model = served.model
+        frequency, recency, T, monetary = clv_arrays(customers)
+        if horizon is not None and horizon > model.max_horizon:
+            raise over_limit("horizon", horizon, model.max_horizon, " days" if model.unit == "D" else " weeks")
+        try:
+            h, d = model.check_terms(horizon, discount_rate)
+        except ValueError as exc:  # "horizon: ..." or "discount_rate: ..."
+            field, _, message = str(exc).partition(": ")
+            raise BadRequest(str(exc), fields=[{"field": field, "message": message}]) from None
+        with self.metrics.observe(served, len(customers)):
+            values = model.value(frequency, recency, T, monetary, h, d)
+        return ClvResponse(model=served.name, version=served.version, unit=model.unit, horizon=h, discount_rate=d,
+                           customers=clv_answer(customers, values))
+
     # ---- KPIs (pure functions of the posted lines; no model needed) ----
 
     @bentoml.api(route="/kpis", input_spec=KpiRequest)
@@ -267,42 +278,6 @@ class EcomlabService:
         """Each configured model: name, version, alias, run id, key metrics and status. Kept for clients
         of earlier versions: `GET /models` answers the same."""
         return models_answer(self.store)
-
-
-def document(spec: Any) -> Any:
-    """BentoML's OpenAPI document with our header, the one error shape on every operation, POST /models
-    marked deprecated, and GET /models and GET /models/{family} (which ModelGate answers)."""
-    from bentoml._internal.service.openapi.specification import Info, PathItem
-
-    paths = dict(spec.paths)
-    for path in API_ROUTES & set(paths):
-        post = paths[path].post
-        statuses = (400, 401, 413, 415, 500, *((503,) if path in ModelGate.ROUTES else ()))
-        paths[path] = attr.evolve(paths[path], post={**post, "responses": {200: post["responses"][200], **openapi_errors(statuses)}})
-    tags = paths["/models"].post["tags"]
-
-    def read(what: str, model: type, statuses: tuple[int, ...], **extra: Any) -> dict[str, Any]:
-        ok = {"description": "OK", "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{model.__name__}"}}}}
-        return {"description": what, "tags": tags, "responses": {200: ok, **openapi_errors(statuses)}, **extra}
-
-    family = {"name": "family", "in": "path", "required": True, "schema": {"type": "string", "enum": sorted(FAMILIES)}}
-    paths["/models"] = attr.evolve(
-        paths["/models"],
-        get=read("Each configured model: name, version, alias, run id, key metrics and status.", ModelsResponse, (401, 500),
-                 operationId="ecomlab__models_get"),
-        post={**paths["/models"].post, "deprecated": True},
-    )
-    paths["/models/{family}"] = PathItem(get=read(
-        "One configured model and what a request may name: the forecaster's series ids, the segmenter's features and "
-        "segment names, the recommender's k.", ModelDetail, (401, 404, 500), operationId="ecomlab__model_detail", parameters=[family],
-    ))
-    schemas = {k: v for k, v in spec.components["schemas"].items() if k not in ("InvalidArgument", "NotFound", "InternalServerError")}
-    for model in (ErrorResponse, ModelsResponse, ModelDetail):
-        schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
-        schemas.update(schema.pop("$defs", {}))
-        schemas[model.__name__] = schema
-    info = Info(title="ecomlab", description=DESCRIPTION, version=package_version())
-    return attr.evolve(spec, info=info, paths=paths, components={**spec.components, "schemas": schemas})
 
 
 API_ROUTES = frozenset(api.route for api in EcomlabService.apis.values())

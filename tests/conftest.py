@@ -47,22 +47,24 @@ def tracking_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mlflow_templat
     return tmp_path
 
 
-# ---- the model service: a session registry with all three families, and one `bentoml serve` of it ----
+# ---- the model service: a session registry with every family, and one `bentoml serve` of it ----
 
 
 @pytest.fixture(scope="session")
 def registry(tmp_path_factory: pytest.TempPathFactory, mlflow_template_db: Path) -> tuple[Path, str]:
-    """Train and register a segmenter, a forecaster and a recommender on small synthetic data into a session-private MLflow store."""
+    """Train and register every family on small synthetic data into a session-private MLflow store."""
     from training.jobs import run_job
 
     folder = tmp_path_factory.mktemp("service")
     uri = fresh_mlflow_db(mlflow_template_db, folder)
     data = {"name": "svc-synthetic", "format": "synthetic", "synthetic": {"n_customers": 400, "weeks": 52, "seed": 3}}
     (folder / "data.yaml").write_text(yaml.safe_dump(data))
-    jobs = {"segment": 3, "forecast": 2, "recommend": 3}
+    clv_data = {**data, "synthetic": {**data["synthetic"], "clv_customers": 1500}}
+    (folder / "data_clv.yaml").write_text(yaml.safe_dump(clv_data))
+    jobs = {"segment": 3, "forecast": 2, "recommend": 3, "clv": 3}
     for name, trials in jobs.items():
         job = yaml.safe_load((REPO / "configs" / f"{name}.yaml").read_text())
-        job.update(data="data.yaml", experiment="svc", kpi_context=False)
+        job.update(data="data_clv.yaml" if name == "clv" else "data.yaml", experiment="svc", kpi_context=False)
         job["tuning"]["n_trials"] = trials
         if name == "segment":
             job["model"]["evaluation"]["stability_seeds"] = 1
@@ -96,6 +98,7 @@ def server(registry: tuple[Path, str]) -> Server:
             {"family": "segmenter", "name": "ecomlab-segmenter", "alias": "champion"},
             {"family": "forecaster", "name": "ecomlab-forecaster", "alias": "champion"},
             {"family": "recommender", "name": "ecomlab-recommender", "alias": "champion"},
+            {"family": "clv", "name": "ecomlab-clv", "alias": "champion"},
         ],
         limits={"max_batch": 50, "max_body_bytes": 200_000, "max_horizon": 30, "max_k": 10}, reload_interval_s=1,
     )

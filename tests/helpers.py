@@ -36,14 +36,18 @@ FAMILY_JOBS = {
     "segmenter": ("segment.yaml", {"evaluation": {"stability_seeds": 1}, "search": {"n_init": [2]}}),
     "forecaster": ("forecast.yaml", {}),
     "recommender": ("recommend.yaml", {}),
+    "clv": ("clv.yaml", {"features": {"holdout": 20}}),
 }
+#: synthetic options a family's tiny shop needs beyond the defaults
+FAMILY_DATA = {"clv": {"clv_customers": 1500}}
 
 
 def tiny_job(family: str, folder: Path, n_customers: int = 300, weeks: int = 80) -> Path:
     """A job config of `family` on a small seeded synthetic shop, written to `folder`."""
     import yaml
 
-    data = {"name": "tiny-synthetic", "format": "synthetic", "synthetic": {"n_customers": n_customers, "weeks": weeks, "seed": 7}}
+    options = {"n_customers": n_customers, "weeks": weeks, "seed": 7, **FAMILY_DATA.get(family, {})}
+    data = {"name": "tiny-synthetic", "format": "synthetic", "synthetic": options}
     (folder / "data.yaml").write_text(yaml.safe_dump(data))
     file, model = FAMILY_JOBS[family]
     job = yaml.safe_load((REPO / "configs" / file).read_text())

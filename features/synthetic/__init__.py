@@ -17,6 +17,8 @@ Why: the models need data whose answers are known. Everything planted is written
 - bundles, returns (same order_id as the sale, negative quantity, 2..30 days later) (`orders`);
 - marketing channels: each customer's acquisition channel (mix per segment) is the channel of all
   their lines; engagement score = channel base + segment offset + noise, clipped to [0, 100];
+- optionally (`clv_customers` > 0) a cohort drawn from BG/NBD with Gamma-Gamma spend, its parameters
+  in `truth["clv"]` (`lifetimes`);
 - guest orders (null customer_id, occasional behaviour), signup dates for cohorts (some before the
   history starts: an established shop, not a launch), and an inventory table whose at-risk
   products (days of cover < lead time) are listed in truth (`frames`).
@@ -32,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from features.synthetic.customers import draw_customers, draw_orders
+from features.synthetic.lifetimes import cohort_frames
 from features.synthetic.frames import FILES, SyntheticData, customers_frame, ids, inventory_frame, labels, lines_frame, read
 from features.synthetic.options import SyntheticOptions, synthetic_options
 from features.synthetic.orders import add_bundles, add_returns, category_weights, draw_lines, draw_products, pick_bundles
@@ -68,6 +71,14 @@ def generate(options: SyntheticOptions | dict[str, Any] | None = None, /, **valu
     lines["segment"], lines["day"], lines["seconds"] = (orders[k][lines["order"]] for k in ("segment", "day", "seconds"))
     lines, returns_skipped = add_returns(rng, lines, products["category"], n_days)
     frame = lines_frame(lines, orders, products, names, start_day)
+    table = customers_frame(customers, start_day)
+    clv = None
+    if opts.clv_customers:
+        cohort, cohort_customers, clv = cohort_frames(opts, n_days, start_day, products, names)
+        frame = pd.concat([frame, cohort], ignore_index=True).sort_values("order_date", kind="stable", ignore_index=True)
+        table = pd.concat([table, cohort_customers], ignore_index=True)
     inventory, at_risk = inventory_frame(rng, frame, products, product_ids)
     truth = build_truth(opts.model_dump(mode="json"), customers, product_ids, bundles, at_risk, returns_skipped, frame)
-    return SyntheticData(frame, customers_frame(customers, start_day), inventory, truth)
+    if clv is not None:
+        truth["clv"] = clv
+    return SyntheticData(frame, table, inventory, truth)

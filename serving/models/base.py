@@ -86,3 +86,25 @@ class RecommenderModel(Servable, Protocol):
     def recommend(self, baskets: list[list[str]], k: list[int]) -> list[BasketRecommendation]:
         """Up to k[i] items for basket i; a ValueError names the bad basket or k."""
         ...
+
+
+@runtime_checkable
+class LifetimeModel(Servable, Protocol):
+    """Customer summaries (frequency, recency, T in `unit`; mean repeat spend) in, expected purchases,
+    P(alive), expected order value and CLV out."""
+
+    unit: str  # "D" (days) or "W" (weeks): the unit of recency, T and horizons
+    default_horizon: float
+    default_discount_rate: float  # annual
+    max_horizon: float
+
+    def expected_purchases(self, frequency: np.ndarray, recency: np.ndarray, T: np.ndarray, t: Any) -> np.ndarray:
+        """Expected purchases of each customer in the next `t` units (a scalar or one per customer)."""
+        ...
+
+    def value(
+        self, frequency: np.ndarray, recency: np.ndarray, T: np.ndarray, monetary: np.ndarray,
+        horizon: float | None, discount_rate: float | None,
+    ) -> dict[str, np.ndarray]:
+        """expected_purchases, p_alive, expected_value and clv per customer; a ValueError names a bad term."""
+        ...

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from serving.models.base import ForecasterModel, RecommenderModel, SegmenterModel, Servable
+from serving.models.base import ForecasterModel, LifetimeModel, RecommenderModel, SegmenterModel, Servable
 
 
 @dataclass(frozen=True)
@@ -26,6 +26,7 @@ FAMILIES: dict[str, FamilyEntry] = {
         FamilyEntry("segmenter", SegmenterModel, "/segment", "training.segment:SegmenterFamily"),
         FamilyEntry("forecaster", ForecasterModel, "/forecast", "training.forecast:ForecasterFamily"),
         FamilyEntry("recommender", RecommenderModel, "/recommend", "training.rules:RecommenderFamily"),
+        FamilyEntry("clv", LifetimeModel, "/clv", "training.clv:ClvFamily"),
     )
 }
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import time
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -11,10 +14,12 @@ from sklearn.metrics import adjusted_rand_score
 from sklearn.preprocessing import StandardScaler
 
 from features import synthetic
+from features.btyd.summary import summarise
 from features.config_io import ConfigError
 from features.contract import line_revenue, sales, validate_schema
 from features.kpis import stock_cover
 from features.source_config import load_source_config
+from tests.helpers import REPO
 
 
 @pytest.fixture(scope="module")
@@ -207,3 +212,92 @@ def test_data_config_synthetic_options_are_checked(tmp_path):
     path.write_text(yaml.safe_dump({"name": "shop", "format": "synthetic", "synthetic": {"n_customers": 300, "weeks": 30}}))
     options = load_source_config(path).synthetic
     assert isinstance(options, synthetic.SyntheticOptions) and (options.n_customers, options.weeks, options.seed) == (300, 30, 42)
+
+
+# ---- the planted buy-till-you-die cohort (issue 14) ----
+
+#: sha256 of the default shop's lines, customers and inventory (pd.util.hash_pandas_object, index included),
+#: recorded with the generator as it was before the cohort existed (commit 6de0706): the default data is unchanged
+DEFAULT_FRAMES_SHA256 = "22eb9a9c860cc51cf738140d75c032bd218278fddfd31499ab08bdb2311c21ff"
+
+
+def _frames_digest(data: synthetic.SyntheticData) -> str:
+    h = hashlib.sha256()
+    for frame in (data.lines, data.customers, data.inventory):
+        h.update(pd.util.hash_pandas_object(frame, index=True).to_numpy().tobytes())
+    return h.hexdigest()
+
+
+@pytest.fixture(scope="module")
+def cohort() -> synthetic.SyntheticData:
+    return synthetic.generate(n_customers=300, weeks=30, seed=5, clv_customers=3000, clv_acquisition_weeks=6)
+
+
+def test_default_options_give_the_frames_they_gave_before_the_cohort(shop):
+    assert shop.truth["options"]["clv_customers"] == 0 and "clv" not in shop.truth
+    assert _frames_digest(shop) == DEFAULT_FRAMES_SHA256
+
+
+def test_the_cohort_leaves_the_rest_of_the_shop_unchanged(small, cohort):
+    shop_part = cohort.lines[~cohort.lines["customer_id"].str.startswith("L", na=False)].reset_index(drop=True)
+    pd.testing.assert_frame_equal(shop_part, small.lines)
+    pd.testing.assert_frame_equal(cohort.customers.iloc[: len(small.customers)], small.customers)
+
+
+def test_cohort_records_its_planted_parameters_and_follows_the_contract(cohort):
+    clv = cohort.truth["clv"]
+    assert clv["bgnbd"] == {"r": 0.25, "alpha": 4.0, "a": 0.8, "b": 2.5} and clv["gamma_gamma"] == {"p": 6.0, "q": 4.0, "v": 15.0}
+    assert (clv["unit"], clv["model"], clv["customers"], clv["acquisition_weeks"]) == ("W", "bgnbd", 3000, 6)
+    lines = validate_schema(cohort.lines)
+    assert lines["order_date"].is_monotonic_increasing
+    mine = lines[lines["customer_id"].str.startswith("L", na=False)]
+    assert mine["customer_id"].nunique() == 3000 and set(mine["customer_id"]) <= set(cohort.customers["customer_id"])
+    assert mine["order_id"].str.startswith("LO").all() and not lines.loc[~lines.index.isin(mine.index), "order_id"].str.startswith("L").any()
+    assert not mine["returned"].any() and set(mine["product_id"]) <= set(cohort.inventory["product_id"])
+    assert len(mine) == clv["lines"] and mine["order_id"].nunique() == clv["purchases"]
+    first = mine.groupby("customer_id")["order_date"].min().dt.normalize()
+    signup = cohort.customers.set_index("customer_id")["signup_date"].reindex(first.index)
+    assert (signup == first).all() and first.max() < pd.Timestamp(cohort.truth["options"]["start"]) + pd.Timedelta(weeks=6)
+
+
+def test_cohort_summary_counts_the_planted_purchases(cohort):
+    """One order per purchase day, so summarise's repeat purchases are the generated ones; spend adds up per order."""
+    mine = cohort.lines[cohort.lines["customer_id"].str.startswith("L", na=False)]
+    table = summarise(mine, "W").table
+    clv = cohort.truth["clv"]
+    assert len(table) == clv["customers"] and table["frequency"].sum() == clv["repeat_purchases"]
+    assert (table["frequency"] == 0).sum() == clv["customers_without_repeat"]
+    spend = mine.assign(value=line_revenue).groupby("order_id")["value"].sum()
+    assert (spend >= 0.01).all() and np.allclose(spend * 100, np.round(spend * 100))
+    g = clv["gamma_gamma"]  # E[spend] = p E[1/nu] = p v / (q - 1)
+    assert spend.mean() == pytest.approx(g["p"] * g["v"] / (g["q"] - 1), rel=0.1)
+
+
+def test_cohort_is_deterministic_per_seed_and_mbgnbd_drops_more(cohort):
+    again = synthetic.generate(n_customers=300, weeks=30, seed=5, clv_customers=3000, clv_acquisition_weeks=6)
+    assert _frames_digest(again) == _frames_digest(cohort) and again.truth == cohort.truth
+    other = synthetic.generate(n_customers=300, weeks=30, seed=6, clv_customers=3000, clv_acquisition_weeks=6)
+    assert other.truth["clv"]["purchases"] != cohort.truth["clv"]["purchases"]
+    modified = synthetic.generate(n_customers=300, weeks=30, seed=5, clv_customers=3000, clv_acquisition_weeks=6, clv_model="mbgnbd")
+    assert modified.truth["clv"]["alive_at_end"] < cohort.truth["clv"]["alive_at_end"]
+    assert modified.truth["clv"]["repeat_purchases"] < cohort.truth["clv"]["repeat_purchases"]
+
+
+def test_cohort_options_are_checked():
+    with pytest.raises(ConfigError, match=r"clv_acquisition_weeks \(30\) must be below weeks \(30\)"):
+        synthetic.generate(weeks=30, clv_customers=10, clv_acquisition_weeks=30)
+    with pytest.raises(ConfigError, match=r"clv_q: Input should be greater than 1"):
+        synthetic.generate(clv_customers=10, clv_q=1.0)
+    with pytest.raises(ConfigError, match=r"clv_customers: Input should be greater than or equal to 0"):
+        synthetic.generate(clv_customers=-1)
+
+
+def test_synthetic_clv_config_generates_its_cohort_quickly():
+    from features.sources import load
+
+    t0 = time.perf_counter()
+    loaded = load(REPO / "configs" / "data" / "synthetic_clv.yaml")
+    assert time.perf_counter() - t0 < 2.0
+    options = load_source_config(REPO / "configs" / "data" / "synthetic_clv.yaml").synthetic
+    assert options.clv_customers == 6000 and options.weeks == 104
+    assert loaded.lines["customer_id"].str.startswith("L", na=False).groupby(loaded.lines["customer_id"]).any().sum() == 6000

@@ -122,7 +122,7 @@ def test_unknown_exog_name_is_400_naming_it(server: Server) -> None:
 def test_get_models_and_the_forecasters_series_ids(server: Server) -> None:
     listed = call(server, "GET", "/models")
     assert listed.status_code == 200, listed.text
-    assert [m["family"] for m in listed.json()["models"]] == ["segmenter", "forecaster", "recommender"]
+    assert [m["family"] for m in listed.json()["models"]] == ["segmenter", "forecaster", "recommender", "clv"]
     assert call(server, "POST", "/models", json={}).json()["models"] == listed.json()["models"]  # kept for older clients
     forecaster = call(server, "GET", "/models/forecaster").json()
     assert series_id() in forecaster["series_ids"] and forecaster["default_levels"] and forecaster["version"]

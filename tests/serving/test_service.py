@@ -102,12 +102,13 @@ def test_identical_customers_get_the_same_segment(server: Server) -> None:
 def test_models_and_probes(server: Server, registry: tuple[Path, str]) -> None:
     version = champion_version(registry, "ecomlab-segmenter", server)
     by_family = {m["family"]: m for m in models(server)}
-    assert set(by_family) == {"segmenter", "forecaster", "recommender"}
+    assert set(by_family) == {"segmenter", "forecaster", "recommender", "clv"}
     model = by_family["segmenter"]
     assert model["name"] == "ecomlab-segmenter" and model["alias"] == "champion"
     assert model["version"] == version
     assert model["run_id"] and "best_silhouette" in model["metrics"] and model["status"] == "serving"
     assert "best_mase" in by_family["forecaster"]["metrics"] and "best_hit_rate_at_k" in by_family["recommender"]["metrics"]
+    assert "best_holdout_mae" in by_family["clv"]["metrics"]
     assert httpx.get(server.url + "/readyz").status_code == 200
     assert httpx.get(server.url + "/healthz").status_code == 200
 
@@ -396,15 +397,16 @@ import numpy as np
 from serving.settings import ServeSettings
 from serving.store import ModelStore
 
-families = ("segmenter", "forecaster", "recommender")
+families = ("segmenter", "forecaster", "recommender", "clv")
 store = ModelStore(ServeSettings(models=[{"family": f, "name": f"ecomlab-{f}"} for f in families], reload_interval_s=0))
 store.refresh()
-seg, fc, rec = (store.get(f).model for f in families)
+seg, fc, rec, clv = (store.get(f).model for f in families)
 out = {
     "ready": store.ready(),
     "segment": seg.assign(np.ones((2, len(seg.features)))).tolist(),
     "forecast": fc.forecast(fc.series_ids[0], 3).method,
     "recommend": len(rec.recommend([["anything"]], [2])),
+    "clv": clv.value(np.array([2.0]), np.array([10.0]), np.array([30.0]), np.array([20.0]), None, None)["clv"].tolist(),
 }
 print(json.dumps(out))
 """
@@ -424,6 +426,7 @@ def test_champions_serve_where_training_cannot_be_imported(registry: tuple[Path,
     out = json.loads(done.stdout.strip().splitlines()[-1])
     assert out["ready"] == [True, []], out
     assert len(out["segment"]) == 2 and out["forecast"] and out["recommend"] == 1
+    assert len(out["clv"]) == 1 and out["clv"][0] > 0
 
 
 def test_alias_to_a_model_that_is_not_servable_keeps_serving(server: Server, registry: tuple[Path, str]) -> None:

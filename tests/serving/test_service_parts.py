@@ -24,7 +24,7 @@ from serving.errors import TooLarge
 from serving.middleware import FormGuard, ModelGate
 from serving.models.base import BasketRecommendation, SeriesForecast
 from serving.models.registry import FAMILIES
-from serving.schemas import Basket, CustomerRow, ForecastQuery
+from serving.schemas import Basket, ClvCustomer, CustomerRow, ForecastQuery
 from serving.settings import ServeSettings
 from serving.store import ModelStore, ModelUnavailable, Served
 from serving.tracking_uri import default_tracking_uri, redact, resolve_tracking_uri, scrub
@@ -90,7 +90,33 @@ class Recommender(Servable):
         ]
 
 
-MODELS = {"segmenter": Segmenter, "forecaster": Forecaster, "recommender": Recommender}
+class Lifetime(Servable):
+    family = "clv"
+
+    def __init__(self) -> None:
+        self.unit = "W"
+        self.default_horizon = 52.0
+        self.default_discount_rate = 0.1
+        self.max_horizon = 104.0
+        self.calls: list[tuple] = []
+
+    def check_terms(self, horizon: Any, discount_rate: Any) -> tuple[float, float]:
+        h = self.default_horizon if horizon is None else horizon
+        if not 0 < h <= self.max_horizon:
+            raise ValueError(f"horizon: {h!r} is not a number in (0, {self.max_horizon:g}] weeks")
+        return float(h), self.default_discount_rate if discount_rate is None else float(discount_rate)
+
+    def expected_purchases(self, frequency: np.ndarray, recency: np.ndarray, T: np.ndarray, t: Any) -> np.ndarray:
+        return frequency / np.maximum(T, 1) * t
+
+    def value(self, frequency, recency, T, monetary, horizon, discount_rate) -> dict[str, np.ndarray]:
+        self.calls.append((frequency, recency, T, monetary, horizon, discount_rate))
+        purchases = self.expected_purchases(frequency, recency, T, horizon)
+        return {"expected_purchases": purchases, "p_alive": np.full(len(frequency), 0.5), "expected_value": monetary,
+                "clv": purchases * monetary}
+
+
+MODELS = {"segmenter": Segmenter, "forecaster": Forecaster, "recommender": Recommender, "clv": Lifetime}
 
 
 def settings(**limits: int) -> ServeSettings:
@@ -167,6 +193,32 @@ def test_recommend_k_from_basket_request_or_model() -> None:
         svc._recommend([Basket(items=["a"])], 4)
     with pytest.raises(InvalidArgument, match=r"baskets\[0\]\.k"):
         svc._recommend([Basket(items=["a"], k=9)], None)
+
+
+def test_clv_passes_arrays_and_terms_and_names_bad_rows() -> None:
+    svc = service(max_batch=3)
+    rows = [ClvCustomer(customer_id="a", frequency=2.0, recency=5.0, T=10.0, monetary=20.0),
+            ClvCustomer(frequency=0.0, recency=0.0, T=4.0, monetary=0.0)]
+    out = svc._clv(rows, 26.0, None)
+    model = svc.store.models["clv"]
+    frequency, recency, T, monetary, horizon, rate = model.calls[0]
+    assert frequency.tolist() == [2.0, 0.0] and T.tolist() == [10.0, 4.0] and (horizon, rate) == (26.0, 0.1)
+    assert (out.unit, out.horizon, out.discount_rate, out.version) == ("W", 26.0, 0.1, "7")
+    assert [c.customer_id for c in out.customers] == ["a", None] and out.customers[0].clv == pytest.approx(2 / 10 * 26 * 20)
+    assert svc._clv(rows[:1], None, None).horizon == 52.0  # the model's default
+    bad = [(dict(recency=12.0), r"customers\[0\]\.recency: 12 is greater than T"),
+           (dict(frequency=0.0, recency=1.0), r"customers\[0\]\.recency: .*without repeat purchases"),
+           (dict(monetary=0.0), r"customers\[0\]\.monetary: 0 is zero spend"),
+           (dict(frequency=1.5), r"customers\[0\]\.frequency: 1.5 is not a whole number")]
+    for change, message in bad:
+        with pytest.raises(InvalidArgument, match=message):
+            svc._clv([rows[0].model_copy(update=change)], None, None)
+    with pytest.raises(InvalidArgument, match=r"^horizon: 200.0 is over the limit of 104.0 weeks"):
+        svc._clv(rows, 200.0, None)
+    with pytest.raises(InvalidArgument, match=r"^horizon: 0.0 is not a number"):
+        svc._clv(rows, 0.0, None)
+    with pytest.raises(TooLarge, match="limit is 3"):
+        svc._clv(rows * 2, None, None)
 
 
 # ---- the store: only servable models serve; the previous version keeps serving ----

@@ -116,7 +116,7 @@ def test_quickstart_from_any_folder_registers_every_family(tmp_path: Path) -> No
     assert "mlflow ui --backend-store-uri sqlite:///mlflow.db" in " ".join(proc.stdout.split())
     store = f"sqlite:///{tmp_path / 'mlflow.db'}"
     client = MlflowClient(tracking_uri=store, registry_uri=store)
-    for name in ("ecomlab-segmenter", "ecomlab-forecaster", "ecomlab-recommender"):
+    for name in ("ecomlab-segmenter", "ecomlab-forecaster", "ecomlab-recommender", "ecomlab-clv"):
         versions = client.search_model_versions(f"name='{name}'")
         assert [str(v.version) for v in versions] == ["1"], name
         assert str(client.get_model_version_by_alias(name, "champion").version) == "1", name

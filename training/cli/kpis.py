@@ -38,7 +38,9 @@ def kpis(
 
 
 def compute_and_write_kpis(loaded: Loaded, out: Path | None, churn_days: int = 90, period: str = "month") -> Path | None:
-    """Print the headline KPIs; with `out`, write kpis.json, the plots and report.html there (returns the page)."""
+    """Print the headline KPIs; with `out`, write kpis.json, the plots and report.html there (returns the page).
+
+    The customer-lifetime section (two model fits) is computed only here, where the HTML report is written."""
     from features.kpis import headline, kpi_report
 
     with console.status("computing KPIs"):
@@ -46,12 +48,17 @@ def compute_and_write_kpis(loaded: Loaded, out: Path | None, churn_days: int = 9
     print_kpis(report)
     if out is None:
         return None
+    from features.btyd.report import lifetime_section
     from features.plots import kpi_figures
     from features.report import write_report
 
+    with console.status("fitting BG/NBD + Gamma-Gamma for the customer-lifetime section"):
+        lifetime = lifetime_section(loaded.lines)
+    if lifetime[0].get("status") == "unavailable":
+        console.print(f"[yellow]customer lifetime: not available[/] ({lifetime[0]['reason']})", highlight=False)
     with console.status("writing plots and the HTML report"):
         meta = {"data": loaded.name, **loaded.accounting.as_dict(), **headline(report)}
-        return write_report(report, kpi_figures(report), out, f"ecomlab KPI report: {loaded.name}", meta)
+        return write_report(report, kpi_figures(report), out, f"ecomlab KPI report: {loaded.name}", meta, lifetime)
 
 
 def print_kpis(report: dict[str, Any]) -> None:

@@ -15,7 +15,7 @@ from training.cli.kpis import compute_and_write_kpis
 from training.cli.train import champion_problem, load_job, run_train
 from training.decision import CHAMPION
 
-QUICKSTART_JOBS = ["configs/segment.yaml", "configs/forecast.yaml", "configs/recommend.yaml"]
+QUICKSTART_JOBS = ["configs/segment.yaml", "configs/forecast.yaml", "configs/recommend.yaml", "configs/clv.yaml"]
 
 
 @app.command("quickstart")

@@ -98,6 +98,7 @@ MODEL_FIGURES = {
     "recommender": ("n_rules", "n_itemsets"),
     "segmenter": ("segments", "inertia"),
     "forecaster": ("final_series_fallback", "final_fits_failed"),
+    "clv": ("repeat_customers_fitted", "freq_spend_correlation"),
 }
 
 

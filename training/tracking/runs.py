@@ -30,7 +30,7 @@ from serving.tracking_uri import resolve_tracking_uri
 log = logging.getLogger(__name__)
 
 #: what a logged model needs at inference; explicit so MLflow does not spend seconds inferring it
-RUNTIME_PACKAGES = ["mlflow", "pandas", "numpy", "scikit-learn", "statsmodels", "pyfim", "scipy", "cloudpickle"]
+RUNTIME_PACKAGES = ["mlflow", "pandas", "numpy", "scikit-learn", "statsmodels", "pyfim", "scipy", "threadpoolctl", "cloudpickle"]
 REPORTED_PACKAGES = [*RUNTIME_PACKAGES, "bentoml", "optuna", "mlxtend", "pandera", "pydantic"]
 
 
