@@ -5,8 +5,9 @@ is small and loads in milliseconds; the closed forms live in `features.btyd`, lo
 
 Request rows (pyfunc `predict`): `frequency` (repeat purchases), `recency` (first to last purchase),
 `T` (first purchase to now), all in the model's time unit (`unit`: "D" days or "W" weeks), and
-`monetary` (mean value of the repeat purchases; 0 for a customer without any); `customer_id` and other
-columns pass through. `params` may name `horizon` (in units) and `discount_rate` (annual).
+`monetary` (mean value of the repeat purchases; 0 for a customer without any); optional `horizon` (in
+units) and `discount_rate` (annual) per row, the model's defaults where absent or null, as a forecaster
+row carries its horizon; `customer_id` and other columns pass through.
 
 Output columns added: expected_purchases (over the horizon), p_alive, expected_value (per order),
 clv (discounted expected value over the horizon).
@@ -88,9 +89,29 @@ class ClvModel(mlflow.pyfunc.PythonModel):
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
         frame = pd.DataFrame(model_input)
         frequency, recency, T, monetary = customer_arrays(frame)
-        params = params or {}
-        values = self.value(frequency, recency, T, monetary, params.get("horizon"), params.get("discount_rate"))
+        horizon, rate = (self._terms_column(frame, c, d) for c, d in (("horizon", self.default_horizon),
+                                                                   ("discount_rate", self.default_discount_rate)))
         out = frame.copy()
+        columns = {name: np.empty(len(frame)) for name in OUTPUTS}
+        for h, d in set(zip(horizon.tolist(), rate.tolist(), strict=True)):
+            rows = (horizon == h) & (rate == d)
+            try:
+                values = self.value(frequency[rows], recency[rows], T[rows], monetary[rows], h, d)
+            except ValueError as exc:
+                raise ValueError(f"row {frame.index[int(np.argmax(rows))]!r}: {exc}") from None
+            for name in OUTPUTS:
+                columns[name][rows] = values[name]
         for name in OUTPUTS:
-            out[name] = values[name]
+            out[name] = columns[name]
         return out
+
+    @staticmethod
+    def _terms_column(frame: pd.DataFrame, column: str, default: float) -> np.ndarray:
+        if column not in frame.columns:
+            return np.full(len(frame), default)
+        values = pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+        given = frame[column].notna().to_numpy()
+        if (given & np.isnan(values)).any():
+            row = frame.index[int(np.argmax(given & np.isnan(values)))]
+            raise ValueError(f"row {row!r} column {column!r}: {frame[column].loc[row]!r} is not a number")
+        return np.where(given, values, default)

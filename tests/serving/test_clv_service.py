@@ -38,7 +38,7 @@ def test_clv_answers_equal_the_registered_models(server: Server, registry: tuple
     _, uri = registry
     mlflow.set_tracking_uri(uri)
     model = mlflow.pyfunc.load_model(f"models:/ecomlab-clv/{body['version']}")
-    expected = model.predict(pd.DataFrame(CUSTOMERS), params={"horizon": 26.0, "discount_rate": 0.05})
+    expected = model.predict(pd.DataFrame(CUSTOMERS).assign(horizon=26.0, discount_rate=0.05))
     for column in ("expected_purchases", "p_alive", "expected_value", "clv"):
         np.testing.assert_allclose(got[column], expected[column], rtol=1e-12, err_msg=column)
     # behaviour: a customer whose last purchase is long ago is less likely alive and expected to buy less

@@ -89,7 +89,13 @@ class ClvFamily:
         return clv_report(fitted, feats, cfg)
 
     def example(self, model: ClvModel, fitted: ClvFit, cfg: ClvConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """Summary rows as floats (a request's JSON numbers), per-row terms, and a last row with neither a
+        customer id nor terms: MLflow then marks customer_id, horizon and discount_rate optional."""
         rows = fitted.table.head(5)
-        example = rows[["frequency", "recency", "T", "monetary"]].reset_index()
+        example = rows[["frequency", "recency", "T", "monetary"]].astype(np.float64).reset_index()
         example["customer_id"] = example["customer_id"].astype("string")
+        example["horizon"] = float(cfg.serving.horizon)
+        example["discount_rate"] = float(cfg.serving.discount_rate)
+        last = len(example) - 1
+        example.loc[last, ["customer_id", "horizon", "discount_rate"]] = pd.NA
         return example, model.predict(None, example)
