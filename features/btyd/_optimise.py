@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -101,6 +102,18 @@ def compress(columns: Sequence[np.ndarray], weights: np.ndarray) -> Compressed:
     first[rows[::-1]] = np.arange(rows.size)[::-1]
     return Compressed([c[first] for c in columns], np.bincount(rows, weights, minlength=n_rows),
                       [np.asarray(u) for _, u in factorised], [c[first] for c, _ in factorised])
+
+
+def penalised_objective(log_likelihood_and_gradient: Callable[[np.ndarray, Any], tuple[float, np.ndarray]],
+                        rows: Any, penalizer: float) -> Objective:
+    """The minimised function of the log parameters: mean negative log-likelihood plus
+    `penalizer * sum(params ** 2)` (lifetimes' `penalizer_coef` form), and its gradient."""
+    def f(theta: np.ndarray) -> tuple[float, np.ndarray]:
+        params = np.exp(theta)
+        ll, grad = log_likelihood_and_gradient(params, rows)
+        value = -ll / rows.n + penalizer * dot(params, params)
+        return value, -params * grad / rows.n + 2.0 * penalizer * params**2
+    return f
 
 
 def numeric_hessian(objective: Objective, theta: np.ndarray, step: float = 1e-6) -> np.ndarray:

@@ -19,10 +19,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from numpy.typing import ArrayLike
-from scipy.special import digamma, expit, gammaln
+from scipy.special import digamma, gammaln
 
 from features.btyd import bgnbd
 from features.btyd._optimise import (
+    penalised_objective,
     NoRepeatPurchases,
     as_float,
     as_weights,
@@ -105,15 +106,6 @@ def _log_likelihood_and_gradient(params: np.ndarray, d: _Rows) -> tuple[float, n
     return float(ll), grad
 
 
-def _objective(d: _Rows, penalizer: float):
-    def f(theta: np.ndarray) -> tuple[float, np.ndarray]:
-        params = np.exp(theta)
-        ll, grad = _log_likelihood_and_gradient(params, d)
-        value = -ll / d.n + penalizer * dot(params, params)
-        return value, -params * grad / d.n + 2.0 * penalizer * params**2
-    return f
-
-
 def check_customers(frequency: ArrayLike, recency: ArrayLike, T: ArrayLike) -> tuple[np.ndarray, ...]:
     """Validated float arrays; ValueError naming the field that is wrong."""
     x, tx, big_t = as_float("frequency", frequency), as_float("recency", recency), as_float("T", T)
@@ -143,7 +135,7 @@ def fit_beta_geo(frequency: ArrayLike, recency: ArrayLike, T: ArrayLike, model: 
     scale = 1.0 / big_t.max()
     uniques = [rows.uniques[0], rows.uniques[1] * scale, rows.uniques[2] * scale]
     data = _prepare(x, tx * scale, big_t * scale, rows.weights, m, (uniques, rows.codes))
-    objective = _objective(data, penalizer)
+    objective = penalised_objective(_log_likelihood_and_gradient, data, penalizer)
     best = minimise(objective, np.zeros(4), model, NAMES, data.n, np.array([1.0, 1.0 / scale, 1.0, 1.0]))
     params = BetaGeoParams(*(float(v) for v in best.natural))
     scaled_ll, _ = _log_likelihood_and_gradient(np.exp(best.theta), data)

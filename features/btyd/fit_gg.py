@@ -20,6 +20,7 @@ from numpy.typing import ArrayLike
 from scipy.special import digamma, gammaln
 
 from features.btyd._optimise import (
+    penalised_objective,
     NoRepeatPurchases,
     as_float,
     as_weights,
@@ -83,15 +84,6 @@ def _log_likelihood_and_gradient(params: np.ndarray, d: _Rows) -> tuple[float, n
     return float(ll), grad
 
 
-def _objective(d: _Rows, penalizer: float):
-    def f(theta: np.ndarray) -> tuple[float, np.ndarray]:
-        params = np.exp(theta)
-        ll, grad = _log_likelihood_and_gradient(params, d)
-        value = -ll / d.n + penalizer * dot(params, params)
-        return value, -params * grad / d.n + 2.0 * penalizer * params**2
-    return f
-
-
 def fit_gamma_gamma(frequency: ArrayLike, monetary: ArrayLike, penalizer: float = 0.0,
                     weights: ArrayLike | None = None) -> GammaGammaFit:
     """Penalised MLE of (p, q, v) on the customers with frequency > 0 (the others are ignored)."""
@@ -111,7 +103,7 @@ def fit_gamma_gamma(frequency: ArrayLike, monetary: ArrayLike, penalizer: float 
                          f"({int((mbar[keep] <= 0).sum())} are not)")
     rows = compress([x[keep], mbar[keep]], w[keep])
     data = _prepare(*rows.columns, rows.weights, (rows.uniques[0], rows.codes[0]))
-    objective = _objective(data, penalizer)
+    objective = penalised_objective(_log_likelihood_and_gradient, data, penalizer)
     theta0 = np.array([0.0, np.log(2.0), np.log(np.average(rows.columns[1], weights=rows.weights))])
     best = minimise(objective, theta0, "gamma-gamma", NAMES, data.n, np.ones(3))
     params = GammaGammaParams(*(float(v) for v in best.natural))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import glob
 import hashlib
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -87,3 +88,22 @@ class Reasons:
         for col in ("file", "column", "reason", "value"):
             frame[col] = frame[col].astype("string")
         return Quarantine(frame, self.numbering)
+
+
+def read_checked(file: Path, what: str, read: Callable[[], pd.DataFrame]) -> pd.DataFrame:
+    """`read()` of one file, its failures as one SourceError line naming the file; header names stripped
+    (and a BOM); an empty file or a header without rows is an error too."""
+    if file.stat().st_size == 0:
+        raise SourceError(f"{file.name}: file is empty")
+    try:
+        frame = read()
+    except SourceError:
+        raise
+    except pd.errors.EmptyDataError:
+        raise SourceError(f"{file.name}: file is empty (no header, no rows)") from None
+    except (UnicodeDecodeError, pd.errors.ParserError, ValueError, OSError) as exc:
+        raise SourceError(f"{file.name}: cannot be read as {what}: {str(exc).splitlines()[0]}") from None
+    frame.columns = [str(c).strip().lstrip("\ufeff") for c in frame.columns]
+    if len(frame) == 0:
+        raise SourceError(f"{file.name}: file has a header but no rows")
+    return frame

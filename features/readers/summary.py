@@ -16,7 +16,7 @@ import pandas as pd
 
 from features.btyd.summary import check_summary
 from features.contract import ORDER_LINES_SCHEMA, Accounting, Loaded, Quarantine
-from features.readers.files import SourceError, files_digest, source_files
+from features.readers.files import SourceError, files_digest, read_checked, source_files
 from features.source_config import TIME_UNITS, DataSourceConfig, SummaryColumns
 
 PARQUET = (".parquet", ".pq")
@@ -60,22 +60,10 @@ def empty_lines() -> pd.DataFrame:
 
 def _read(cfg: DataSourceConfig, file: Path) -> pd.DataFrame:
     """One file with every CSV cell as text (check_summary parses the numbers and names what it cannot)."""
-    if file.stat().st_size == 0:
-        raise SourceError(f"{file.name}: file is empty")
-    try:
-        if file.suffix.lower() in PARQUET:
-            frame = pd.read_parquet(file)
-        else:
-            opts = cfg.read
-            frame = pd.read_csv(
-                file, sep=opts.sep or ",", dtype=str, keep_default_na=False, na_values=[""], encoding=opts.encoding,
-                header=0 if opts.header else None, names=opts.names, skip_blank_lines=False,
-            )
-    except pd.errors.EmptyDataError:
-        raise SourceError(f"{file.name}: file is empty (no header, no rows)") from None
-    except (UnicodeDecodeError, pd.errors.ParserError, ValueError, OSError) as exc:
-        raise SourceError(f"{file.name}: cannot be read as a customer summary: {str(exc).splitlines()[0]}") from None
-    frame.columns = [str(c).strip().lstrip("\ufeff") for c in frame.columns]
-    if len(frame) == 0:
-        raise SourceError(f"{file.name}: file has a header but no rows")
-    return frame
+    if file.suffix.lower() in PARQUET:
+        return read_checked(file, "a customer summary", lambda: pd.read_parquet(file))
+    opts = cfg.read
+    return read_checked(file, "a customer summary", lambda: pd.read_csv(
+        file, sep=opts.sep or ",", dtype=str, keep_default_na=False, na_values=[""], encoding=opts.encoding,
+        header=0 if opts.header else None, names=opts.names, skip_blank_lines=False,
+    ))

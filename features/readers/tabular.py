@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from features.contract import COLUMNS, Accounting, Loaded, Quarantine, validate_schema
-from features.readers.files import SourceError, files_digest, read_side_table, source_files
+from features.readers.files import SourceError, files_digest, read_checked, read_side_table, source_files
 from features.readers.normalise import normalise
 from features.source_config import DataSourceConfig
 
@@ -51,20 +51,7 @@ def load_tabular(cfg: DataSourceConfig, progress: Progress | None = None) -> Loa
 
 def read_file(cfg: DataSourceConfig, file: Path) -> pd.DataFrame:
     """Read one file with every cell as text (parsing happens in `normalise`, row by row)."""
-    if file.stat().st_size == 0:
-        raise SourceError(f"{file.name}: file is empty")
-    try:
-        frame = _read(cfg, file)
-    except SourceError:
-        raise
-    except pd.errors.EmptyDataError:
-        raise SourceError(f"{file.name}: file is empty (no header, no rows)") from None
-    except (UnicodeDecodeError, pd.errors.ParserError, ValueError, OSError) as exc:
-        raise SourceError(f"{file.name}: cannot be read as {cfg.format}: {str(exc).splitlines()[0]}") from None
-    frame.columns = [str(c).strip().lstrip("\ufeff") for c in frame.columns]
-    if len(frame) == 0:
-        raise SourceError(f"{file.name}: file has a header but no rows")
-    return frame
+    return read_checked(file, cfg.format, lambda: _read(cfg, file))
 
 
 def _read(cfg: DataSourceConfig, file: Path) -> pd.DataFrame:

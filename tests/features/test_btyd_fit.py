@@ -18,7 +18,7 @@ from features.btyd import (
     gamma_gamma,
 )
 from features.btyd import fit_bgnbd, fit_gg
-from features.btyd._optimise import compress
+from features.btyd._optimise import compress, penalised_objective
 from tests.features.btyd_simulate import simulate
 from tests.helpers import shared_dataset
 
@@ -35,7 +35,7 @@ def test_beta_geo_gradient_is_the_derivative_of_the_plain_likelihood(model):
     d = cohort(1, model, n=600)
     x, tx, T = d["frequency"].to_numpy(), d["recency"].to_numpy(), d["T"].to_numpy()
     data = fit_bgnbd._prepare(x, tx, T, np.ones(x.size), bgnbd.shift(model))
-    objective = fit_bgnbd._objective(data, penalizer=0.05)
+    objective = penalised_objective(fit_bgnbd._log_likelihood_and_gradient, data, penalizer=0.05)
     for theta in (np.log([0.3, 5.0, 0.7, 2.0]), np.log([2.0, 0.5, 3.0, 0.4])):
         value, grad = objective(theta)
         plain = bgnbd.log_likelihood(BetaGeoParams(*np.exp(theta)), model, x, tx, T)
@@ -48,7 +48,7 @@ def test_gamma_gamma_gradient_is_the_derivative_of_the_plain_likelihood():
     d = cohort(2, n=600)
     rep = d[d["frequency"] > 0]
     x, m = rep["frequency"].to_numpy(), rep["monetary"].to_numpy()
-    objective = fit_gg._objective(fit_gg._prepare(x, m, np.ones(x.size)), penalizer=0.05)
+    objective = penalised_objective(fit_gg._log_likelihood_and_gradient, fit_gg._prepare(x, m, np.ones(x.size)), penalizer=0.05)
     for theta in (np.log([6.0, 3.0, 15.0]), np.log([0.5, 9.0, 200.0])):
         value, grad = objective(theta)
         plain = gamma_gamma.log_likelihood(GammaGammaParams(*np.exp(theta)), x, m)

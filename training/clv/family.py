@@ -17,6 +17,7 @@ from training.clv.fit import ClvFit, fit_clv
 from training.clv.report import clv_report
 from training.clv.scoring import score_clv
 from training.family import Evaluation, Report, Split, TrialResult
+from training.splits import random_split
 
 
 class ClvFamily:
@@ -34,16 +35,8 @@ class ClvFamily:
     def split(self, feats: ClvFeatures, cfg: ClvConfig) -> Split[ClvFeatures, ClvFeatures]:
         """Seeded random split of the customers; each keeps its calibration summary and holdout outcome."""
         ev = cfg.evaluation
-        n = len(feats.table)
-        n_test, n_valid = int(round(n * ev.test_fraction)), int(round(n * ev.valid_fraction))
-        if min(n_test, n_valid, n - n_test - n_valid) < ev.min_customers:
-            raise ValueError(
-                f"too few customers ({n}) for test {ev.test_fraction:.0%} and validation {ev.valid_fraction:.0%} "
-                f"splits: train, valid and test need at least {ev.min_customers} customers each"
-            )
-        order = np.random.default_rng(ev.seed).permutation(n)
-        test, valid, train = np.split(order, [n_test, n_test + n_valid])
-        return Split(feats.subset(np.sort(train)), feats.subset(np.sort(valid)), feats.subset(np.sort(test)))
+        train, valid, test = random_split(len(feats.table), ev.test_fraction, ev.valid_fraction, ev.seed, ev.min_customers)
+        return Split(feats.subset(train), feats.subset(valid), feats.subset(test))
 
     def initial_trials(self, cfg: ClvConfig) -> list[dict[str, Any]]:
         """Plain BG/NBD with the lightest penalizers: the published model."""

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 from typing import Any, Literal
 
-import numpy as np
 import optuna
 import pandas as pd
 
@@ -14,6 +13,7 @@ from features.customers import CustomerFeatures, build_customer_features
 from serving.models.base import SegmenterModel
 from serving.models.segmenter import SegmentModel
 from training.family import Evaluation, Report, Split, TrialResult
+from training.splits import random_split
 from training.segment.baseline import RFMBaseline
 from training.segment.config import SegmentConfig
 from training.segment.fit import Segmenter, fit_segmenter
@@ -53,17 +53,9 @@ class SegmenterFamily:
     def split(self, feats: CustomerFeatures, cfg: SegmentConfig) -> Split[CustomerFeatures, CustomerFeatures]:
         """Seeded random split of the customers: test (holdout_fraction), valid (valid_fraction), train (the rest)."""
         ev = cfg.evaluation
-        n = len(feats.table)
-        n_test, n_valid = int(round(n * ev.holdout_fraction)), int(round(n * ev.valid_fraction))
-        need = 2 * cfg.search.k_max
-        if min(n_test, n_valid, n - n_test - n_valid) < need:
-            raise ValueError(
-                f"too few customers ({n}) for test {ev.holdout_fraction:.0%} and validation {ev.valid_fraction:.0%} "
-                f"splits with k up to {cfg.search.k_max}: train, valid and test need at least {need} customers each"
-            )
-        order = np.random.default_rng(ev.seed).permutation(n)
-        test, valid, train = np.split(order, [n_test, n_test + n_valid])
-        return Split(feats.subset(np.sort(train)), feats.subset(np.sort(valid)), feats.subset(np.sort(test)))
+        train, valid, test = random_split(len(feats.table), ev.holdout_fraction, ev.valid_fraction, ev.seed,
+                                          2 * cfg.search.k_max, f" with k up to {cfg.search.k_max}")
+        return Split(feats.subset(train), feats.subset(valid), feats.subset(test))
 
     def initial_trials(self, cfg: SegmentConfig) -> list[dict[str, Any]]:
         """K-means on log RFM-style features with a mid-range k: a sound start on most shops."""
