@@ -24,6 +24,7 @@ Freq = Literal["D", "W", "M"]
 RANGE_FREQ = {"D": "D", "W": "W-MON", "M": "MS"}
 #: default season length per frequency: a week of days, a year of weeks, a year of months
 SEASON_LENGTH = {"D": 7, "W": 52, "M": 12}
+DEFAULT_HORIZON = {"D": 14, "W": 4, "M": 3}  # periods a backtest (and a batch forecast) looks ahead by default
 CALENDAR = ("december", "q4", "black_friday", "christmas", "weekend")
 TOTAL = "total"
 MISSING_GROUP = "(missing)"

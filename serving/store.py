@@ -141,7 +141,7 @@ class ModelStore:
         """Record why `spec` did not (re)load; the registry error when the registry is unreachable."""
         reason = scrub(f"{type(exc).__name__}: {_first_line(exc)[:300]}", self.uri)
         registry_error = None
-        if _is_unreachable(exc):
+        if is_unreachable(exc):
             reason = registry_error = f"registry unreachable at {redact(self.uri)}: {reason}"
         if self._status.errors.get(spec.family) != reason:  # logged when it starts or changes, not every round
             log.warning("model %s@%s not (re)loaded: %s", spec.name, spec.alias, reason)
@@ -212,6 +212,7 @@ def _first_line(exc: Exception) -> str:
     return lines[0] if lines else ""
 
 
-def _is_unreachable(exc: Exception) -> bool:
+def is_unreachable(exc: Exception) -> bool:
+    """Whether MLflow's error says the registry or artifact store could not be reached."""
     text = f"{type(exc).__name__} {exc}".lower()
     return any(word in text for word in UNREACHABLE)

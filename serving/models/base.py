@@ -56,6 +56,7 @@ class ForecasterModel(Servable, Protocol):
 
     series_ids: list[str]
     default_levels: list[int]
+    freq: str  # "D", "W" or "M": the period one forecast step covers
 
     def forecast(self, series_id: str, horizon: int, levels: list[int] | None = None, exog: Any = None) -> SeriesForecast:
         """The forecast of one series; a ValueError names what is wrong with the query."""

@@ -58,6 +58,7 @@ class Forecaster(Servable):
     def __init__(self) -> None:
         self.series_ids = ["a"]
         self.default_levels = [90]
+        self.freq = "W"
         self.calls: list[tuple] = []
 
     def forecast(self, series_id: str, horizon: int, levels: list[int] | None = None, exog: Any = None) -> SeriesForecast:

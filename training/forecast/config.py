@@ -7,10 +7,9 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from features.config_io import Strict
-from features.series import SEASON_LENGTH, ExogOptions, SeriesOptions
+from features.series import DEFAULT_HORIZON, SEASON_LENGTH, ExogOptions, SeriesOptions
 from serving.models.series_model import check_levels
 
-DEFAULT_HORIZON = {"D": 14, "W": 4, "M": 3}
 SWITCH_MARGIN = 0.2  # see selection.best_per_series
 
 
