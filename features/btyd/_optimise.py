@@ -192,10 +192,11 @@ def minimise(objective: Objective, theta0: np.ndarray, what: str, names: Sequenc
 
 
 def weighted_correlation(x: np.ndarray, y: np.ndarray, w: np.ndarray) -> float:
-    """Pearson correlation with case weights; NaN when either side is constant or absent."""
-    if w.sum() <= 0:
+    """Pearson correlation with case weights; NaN when either side is constant or absent (sums with
+    `dot`, not np.average, whose BLAS call cost ~2.5 ms per 60k rows on these cores)."""
+    total = float(w.sum())
+    if total <= 0:
         return float("nan")
-    mx, my = np.average(x, weights=w), np.average(y, weights=w)
-    sxy = np.average((x - mx) * (y - my), weights=w)
-    sxx, syy = np.average((x - mx) ** 2, weights=w), np.average((y - my) ** 2, weights=w)
-    return float(sxy / np.sqrt(sxx * syy)) if sxx > 0 and syy > 0 else float("nan")
+    dx, dy = x - dot(w, x) / total, y - dot(w, y) / total
+    sxx, syy = dot(w, dx * dx), dot(w, dy * dy)
+    return float(dot(w, dx * dy) / np.sqrt(sxx * syy)) if sxx > 0 and syy > 0 else float("nan")
