@@ -29,7 +29,7 @@ import pandas as pd
 from serving.batch_inputs import Chunk, InputError, Needs, check_columns, needs
 from serving.models.registry import NotServable, unwrap
 from serving.store import is_unreachable  # importing serving.store also bounds MLflow's HTTP retries and timeout
-from serving.tracking_uri import redact, scrub
+from serving.tracking_uri import StoreUnreachable, redact, scrub
 
 NAME_COLUMNS = ("model_name", "model_version")
 URI_FORMS = "models:/NAME@ALIAS, models:/NAME/VERSION or runs:/RUN_ID/PATH"
@@ -38,10 +38,6 @@ _LOCAL_ROW = re.compile(r"^(request )?row \d+: ")
 
 class ModelNotFound(LookupError):
     """The URI names no model, version, alias or run in the store; the message says which."""
-
-
-class StoreUnreachable(ConnectionError):
-    """The tracking store (or the model's artifacts) cannot be reached; the message names it."""
 
 
 @dataclass(frozen=True)

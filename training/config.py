@@ -11,14 +11,19 @@ from features.config_io import ConfigError, Strict, apply_overrides, parse_model
 from serving.models.registry import known_family
 
 
-
 class Tuning(Strict):
     n_trials: int = Field(20, ge=1)
     timeout: float | None = Field(None, gt=0, description="seconds for the whole study")
     n_jobs: int = Field(1, ge=1)
     seed: int = 42
-    storage: str | None = Field(None, description="Optuna RDB URL, e.g. sqlite:///optuna.db; in-memory when absent")
+    storage: str | None = Field(
+        None, description="Optuna RDB URL (sqlite:///optuna.db, postgresql://user@host/db); in-memory when absent; "
+        "required for `ecomlab train --workers N` (N > 1) and `--join`",
+    )
     study_name: str | None = None
+    heartbeat_interval: int = Field(10, ge=1, description="seconds between a running trial's heartbeats (RDB storage)")
+    grace_period: int | None = Field(None, ge=1, description="seconds without a heartbeat before a trial is failed; Optuna's default is 2 x interval")
+    max_retry: int = Field(3, ge=0, description="times a trial whose worker stopped beating (killed, lost) is queued again")
 
 
 class Registry(Strict):

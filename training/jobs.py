@@ -9,12 +9,17 @@ the version's tags all show these same numbers (`tracking.Decision`).
 from __future__ import annotations
 
 import logging
+import os
+import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from features.config_io import ConfigError
 from features.contract import Loaded
 from features.sources import load
 from training import tracking
@@ -22,7 +27,7 @@ from training.config import JobConfig, load_job_config, resolved_yaml
 from training.decision import Scores, decide
 from training.families import family_for
 from training.family import Evaluation, Split
-from training.tuning import StudyResult, TrialRuns, run_study
+from training.tuning import POLL_SECONDS, StudyResult, TrialRuns, WorkerResult, collect, end_abandoned_runs, open_study, run_study, work
 
 log = logging.getLogger(__name__)
 
@@ -54,18 +59,41 @@ class Hooks:
 
     stage: Callable[[str], None] = lambda _msg: None
     trial: Callable[[Any], None] | None = None
+    note: Callable[[str], None] = lambda _msg: None  # a line worth keeping on screen (how workers join)
+
+
+@dataclass(frozen=True)
+class Workers:
+    """`ecomlab train CONFIG --workers N`: N worker processes (each `ecomlab train CONFIG --join RUN_ID`
+    with the same overrides) run the trials of one study in `tuning.storage`."""
+
+    count: int
+    config: Path
+    overrides: tuple[str, ...] = ()
 
 
 def run_job(
-    config: str | Path, overrides: list[str] | None = None, hooks: Hooks | None = None, replace_unloadable: bool = False
+    config: str | Path, overrides: list[str] | None = None, hooks: Hooks | None = None, replace_unloadable: bool = False,
+    workers: int | None = None,
 ) -> JobResult:
     job, model_cfg = load_job_config(config, overrides)
-    return run_loaded_job(job, model_cfg, hooks or Hooks(), replace_unloadable)
+    plan = Workers(workers, Path(config), tuple(overrides or ())) if workers else None
+    return run_loaded_job(job, model_cfg, hooks or Hooks(), replace_unloadable, plan)
 
 
-def run_loaded_job(job: JobConfig, model_cfg: Any, hooks: Hooks, replace_unloadable: bool = False) -> JobResult:
+def run_loaded_job(
+    job: JobConfig, model_cfg: Any, hooks: Hooks, replace_unloadable: bool = False, workers: Workers | None = None,
+) -> JobResult:
     """`replace_unloadable`: a current champion that cannot be loaded or scored (e.g. registered by an
-    older layout) is replaced, and the decision says so; otherwise the new version is a challenger."""
+    older layout) is replaced, and the decision says so; otherwise the new version is a challenger.
+
+    With `workers` the trials run in worker processes; the baseline, the final fit and the
+    registration still happen once, here, after the workers end."""
+    if workers and workers.count > 1 and job.tuning.storage is None:
+        raise ConfigError(
+            f"{job.source_file}: tuning.storage: --workers {workers.count} needs a shared study storage, "
+            "e.g. --set tuning.storage=postgresql://user@host/db"
+        )
     started = time.perf_counter()
     family = family_for(job.family)
     hooks.stage(f"loading data ({job.data})")
@@ -77,12 +105,14 @@ def run_loaded_job(job: JobConfig, model_cfg: Any, hooks: Hooks, replace_unloada
     tags = {"ecomlab.job": job.job, "ecomlab.family": job.family, "ecomlab.data": loaded.name}
     with tracking.parent_run(job.experiment, f"{job.job}-{time.strftime('%Y%m%d-%H%M%S')}", tags) as run_id:
         _log_context(job, model_cfg, loaded, hooks)
-        hooks.stage("scoring the baseline")
-        baseline = family.score(family.baseline(split.train, model_cfg), split.test, model_cfg)
         hooks.stage("tuning")
         runs = TrialRuns(run_id, tracking.experiment_of(run_id))
-        study = run_study(family, model_cfg, split.train, split.valid, job.tuning,
-                          f"{job.experiment}-{job.job}", runs, hooks.trial)
+        if workers and job.tuning.storage:  # one worker and no storage: an in-memory study, here
+            study = _tune_on_workers(job, family, model_cfg, runs, workers, loaded.source_digest, uri, hooks)
+        else:
+            study = run_study(family, model_cfg, split.train, split.valid, job.tuning, study_name(job), runs, hooks.trial)
+        hooks.stage("scoring the baseline")
+        baseline = family.score(family.baseline(split.train, model_cfg), split.test, model_cfg)
         params = family.select(study.trials, study.best_params, model_cfg)
         hooks.stage("scoring the candidate on the evaluation data")
         fitted = family.fit(split.train, params, model_cfg)
@@ -109,6 +139,90 @@ def run_loaded_job(job: JobConfig, model_cfg: Any, hooks: Hooks, replace_unloada
         model_name=job.registry.model_name, seconds=time.perf_counter() - started,
         accounting=loaded.accounting.as_dict(),
     )
+
+
+def study_name(job: JobConfig) -> str:
+    return job.tuning.study_name or f"{job.experiment}-{job.job}"
+
+
+def _tune_on_workers(
+    job: JobConfig, family: Any, model_cfg: Any, runs: TrialRuns, workers: Workers, digest: str, uri: str, hooks: Hooks,
+) -> StudyResult:
+    """Create (or resume) the shared study, start the workers, follow the study until they end, read it back."""
+    study = open_study(family, model_cfg, job.tuning, study_name(job))
+    study.set_user_attr("ecomlab.parent_run", runs.parent_id)
+    study.set_user_attr("ecomlab.data_digest", digest)
+    tracking.set_tags({"ecomlab.workers": str(workers.count), "ecomlab.study": study.study_name})
+    command = [sys.executable, "-m", "training.cli", "train", str(workers.config), "--join", runs.parent_id]
+    for override in workers.overrides:
+        command += ["--set", override]
+    env = {**os.environ, "MLFLOW_TRACKING_URI": uri}
+    joining = " ".join(["ecomlab", *command[3:]])
+    hooks.note(f"{workers.count} workers tune study {study.study_name!r}; add one on another machine with `{joining}`")
+    with tempfile.TemporaryDirectory(prefix="ecomlab-workers-") as folder:
+        logs = [Path(folder) / f"worker-{i}.log" for i in range(workers.count)]
+        procs = [subprocess.Popen(command, stdout=log.open("w"), stderr=subprocess.STDOUT, env=env) for log in logs]
+        reported: set[int] = set()
+        try:
+            while any(p.poll() is None for p in procs):
+                time.sleep(POLL_SECONDS)
+                _report_trials(study, reported, hooks)
+        finally:
+            for p in procs:
+                if p.poll() is None:
+                    p.terminate()
+                    p.wait()
+        _report_trials(study, reported, hooks)
+        end_abandoned_runs(study, runs.parent_id)
+        result = collect(study)
+        broken = [(p.returncode, _last_line(log)) for p, log in zip(procs, logs, strict=True) if p.returncode != 0]
+    if broken and result.n_complete < job.tuning.n_trials:
+        code, line = broken[0]
+        raise RuntimeError(
+            f"{len(broken)} of {workers.count} workers failed (exit {code}: {line}); "
+            f"the study holds {result.n_complete} of {job.tuning.n_trials} complete trials"
+        )
+    tracking.log_metrics({"trials_retried": result.n_retried})
+    return result
+
+
+def _report_trials(study: Any, reported: set[int], hooks: Hooks) -> None:
+    import optuna
+
+    for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
+        if trial.number not in reported:
+            reported.add(trial.number)
+            if hooks.trial is not None:
+                hooks.trial(trial)
+
+
+def _last_line(log: Path) -> str:
+    lines = [line for line in log.read_text(errors="replace").splitlines() if line.strip()]
+    return lines[-1][:500] if lines else "no output"
+
+
+def join_job(job: JobConfig, model_cfg: Any, parent_run_id: str, hooks: Hooks | None = None) -> WorkerResult:
+    """`ecomlab train CONFIG --join RUN_ID`: one worker adding trials to the study job run RUN_ID is tuning.
+
+    The study must exist, belong to that run and have been built from the same data (same digest)."""
+    hooks = hooks or Hooks()
+    if job.tuning.storage is None:
+        raise ConfigError(f"{job.source_file}: tuning.storage: --join needs the study's RDB storage URL")
+    family = family_for(job.family)
+    hooks.stage(f"loading data ({job.data})")
+    loaded = load(job.data_path())
+    study = open_study(family, model_cfg, job.tuning, study_name(job), create=False)
+    owner = study.user_attrs.get("ecomlab.parent_run")
+    if owner != parent_run_id:
+        raise ConfigError(f"{job.source_file}: study {study.study_name!r} is tuned by job run {owner}, not {parent_run_id}")
+    if study.user_attrs.get("ecomlab.data_digest") != loaded.source_digest:
+        raise ConfigError(f"{job.source_file}: data: {job.data} differs from the data the job run {parent_run_id} tunes on")
+    tracking.setup(job.tracking_uri)
+    runs = TrialRuns(parent_run_id, tracking.experiment_of(parent_run_id))
+    hooks.stage("building features")
+    split: Split = family.split(family.features(loaded, model_cfg), model_cfg)
+    hooks.stage("tuning")
+    return work(family, model_cfg, split.train, split.valid, job.tuning, study_name(job), runs, hooks.trial)
 
 
 def _log_context(job: JobConfig, model_cfg: Any, loaded: Loaded, hooks: Hooks) -> None:

@@ -15,7 +15,7 @@ import typer
 from rich import box
 from rich.table import Table
 
-from training.cli.app import EXIT_USAGE, console, fail, hint, models_app
+from training.cli.app import EXIT_USAGE, console, fail, hint, models_app, user_errors
 
 TRACKING_HELP = "MLflow tracking URI (default: MLFLOW_TRACKING_URI or ./mlflow.db)"
 BETTER = {"maximize": "higher is better", "minimize": "lower is better"}
@@ -41,7 +41,8 @@ def open_store(tracking_uri: str | None) -> None:
         fail(f"{problem}; run `{hint('ecomlab quickstart')}` or `{hint('ecomlab train CONFIG')}` here first, "
              "or set MLFLOW_TRACKING_URI / --tracking-uri to your store")
         raise typer.Exit(EXIT_USAGE)
-    tracking.setup(tracking_uri)
+    with user_errors():  # a server that refuses connections: one line, exit 2
+        tracking.setup(tracking_uri)
 
 
 @models_app.command("list")

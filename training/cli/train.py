@@ -14,6 +14,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
+from features.config_io import ConfigError
 from training.cli.app import EXIT_FAILED, app, console, expect_kind, fail, hint, progress, user_errors
 from training.decision import CHAMPION
 
@@ -22,11 +23,31 @@ from training.decision import CHAMPION
 def train(
     config: Annotated[Path, typer.Argument(help="a job config, e.g. configs/segment.yaml")],
     set_: Annotated[list[str] | None, typer.Option("--set", help="override a config key, e.g. tuning.n_trials=5")] = None,
+    workers: Annotated[int | None, typer.Option("--workers", min=1, help="worker processes sharing the study in tuning.storage")] = None,
+    join: Annotated[str | None, typer.Option("--join", metavar="PARENT_RUN_ID", help="add one worker (this machine) to the study of a running job")] = None,
 ) -> None:
-    """Run a training job: tune with Optuna, log to MLflow, register and decide champion/challenger."""
+    """Run a training job: tune with Optuna, log to MLflow, register and decide champion/challenger.
+
+    `--workers N` runs the trials in N processes sharing the study in `tuning.storage` (needed for N > 1);
+    `--join PARENT_RUN_ID` adds a worker on another machine (same config, storage and tracking URI)."""
     with user_errors():
+        if workers and join:
+            raise ConfigError("--workers and --join: give one; --join runs one worker of a job started with --workers")
         job, model_cfg = load_job(config, set_ or [])
-    result = run_train(job, model_cfg)
+        if workers and workers > 1 and job.tuning.storage is None:
+            raise ConfigError(
+                f"{config}: tuning.storage: --workers {workers} needs a shared study storage, "
+                "e.g. --set tuning.storage=postgresql://user@host/db"
+            )
+    if join:
+        run_worker(job, model_cfg, join)
+        return
+    plan = None
+    if workers:
+        from training.jobs import Workers
+
+        plan = Workers(workers, config, tuple(set_ or ()))
+    result = run_train(job, model_cfg, workers=plan)
     if result is None:
         raise typer.Exit(EXIT_FAILED)
     if result.decision.champion_error:
@@ -49,7 +70,28 @@ def load_job(config: Path, overrides: list[str]) -> tuple[Any, Any]:
     return job, model_cfg
 
 
-def run_train(job: Any, model_cfg: Any, replace_unloadable: bool = False) -> Any:
+def run_worker(job: Any, model_cfg: Any, parent_run_id: str) -> None:
+    """One worker of a running job's study; prints what it did in one line."""
+    from training.jobs import join_job
+
+    with user_errors():
+        try:
+            done = join_job(job, model_cfg, parent_run_id)
+        except (ConfigError, typer.Exit):
+            raise
+        except Exception as exc:  # a failed worker: one line and exit 1 (the coordinator shows it)
+            fail(f"{type(exc).__name__}: {exc}", "worker failed")
+            if os.environ.get("ECOMLAB_DEBUG"):
+                raise
+            raise typer.Exit(EXIT_FAILED) from None
+    console.print(
+        f"worker: {done.complete} trials complete, {done.failed} failed, {done.pruned} pruned unrun; "
+        f"the study holds {done.study_complete} of {job.tuning.n_trials} complete trials",
+        highlight=False, soft_wrap=True,
+    )
+
+
+def run_train(job: Any, model_cfg: Any, replace_unloadable: bool = False, workers: Any = None) -> Any:
     """Run the job under a progress bar; None when it failed (one line printed, the details are in the MLflow run).
 
     `replace_unloadable` lets a version replace a champion that cannot be loaded (quickstart re-registers
@@ -71,7 +113,9 @@ def run_train(job: Any, model_cfg: Any, replace_unloadable: bool = False) -> Any
                 bar.advance(trials)
 
             hooks = Hooks(stage=on_stage, trial=on_trial)
-            result = run_loaded_job(job, model_cfg, hooks, replace_unloadable=replace_unloadable)
+            hooks.note = lambda msg: console.print(msg, highlight=False, soft_wrap=True)
+            plan = {"workers": workers} if workers else {}
+            result = run_loaded_job(job, model_cfg, hooks, replace_unloadable=replace_unloadable, **plan)
             bar.update(stage, description="done", total=1, completed=1)
     except typer.Exit:
         raise

@@ -25,7 +25,7 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from serving.tracking_uri import resolve_tracking_uri
+from serving.tracking_uri import check_reachable, resolve_tracking_uri
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +35,10 @@ REPORTED_PACKAGES = [*RUNTIME_PACKAGES, "bentoml", "optuna", "mlxtend", "pandera
 
 
 def setup(configured: str | None = None) -> str:
+    """Point MLflow at the resolved store; a server or database that refuses connections raises StoreUnreachable
+    at once (MLflow itself would retry for minutes), before anything is written."""
     uri = resolve_tracking_uri(configured)
+    check_reachable(uri)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     return uri

@@ -1,0 +1,172 @@
+"""Benchmark: tuning on many workers with the study in PostgreSQL (issue 12, section 2).
+
+1. 20 segmenter trials through the real command, `ecomlab train --workers 1` and `--workers 2`
+   (study in a throwaway PostgreSQL database, MLflow in a temporary SQLite store): wall time of the
+   whole command and of the tuning (first trial start to last trial end, from the study), and the
+   ratio 1 worker / 2 workers (target >= 1.7 on 2 cores).
+2. Per-trial overhead of the PostgreSQL study against an in-memory one: the worker loop
+   (`training.tuning.work`: stale-heartbeat check, place claim, ask, tell, heartbeats) around an
+   objective that costs nothing, so the difference is the storage (target < 50 ms per trial).
+
+Creates its own database (`ecomlab_bench_<random>` on ECOMLAB_BENCH_PG, default
+postgresql://<user>@127.0.0.1:5432) and drops it at the end. BLAS and OpenMP run one thread per
+process (set below, printed with the figures): two workers on two cores must not oversubscribe.
+
+    uv run python bench/tuning.py [--trials 20] [--customers 50000] [--overhead-trials 100]
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(var, "1")
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "ERROR")
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+warnings.filterwarnings("ignore")
+
+import yaml  # noqa: E402
+
+
+@contextmanager
+def database() -> Iterator[str]:
+    """A new PostgreSQL database for the bench; its plain URL; dropped on exit."""
+    import psycopg
+    from psycopg import sql
+
+    server = os.environ.get("ECOMLAB_BENCH_PG", f"postgresql://{getpass.getuser()}@127.0.0.1:5432").rstrip("/")
+    name = f"ecomlab_bench_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(f"{server}/postgres", autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        yield f"{server}/{name}"
+    finally:
+        with psycopg.connect(f"{server}/postgres", autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def write_job(folder: Path, customers: int, trials: int) -> Path:
+    """The shipped segmenter job on a seeded synthetic shop; no timeout, no KPI context."""
+    data = {"name": "bench-synthetic", "format": "synthetic", "synthetic": {"n_customers": customers, "seed": 42}}
+    (folder / "data.yaml").write_text(yaml.safe_dump(data))
+    job = yaml.safe_load((REPO / "configs" / "segment.yaml").read_text())
+    job.update(data="data.yaml", experiment="bench-tuning", kpi_context=False)
+    job["tuning"].update(n_trials=trials, timeout=None)
+    path = folder / "segment.yaml"
+    path.write_text(yaml.safe_dump(job))
+    return path
+
+
+def train(config: Path, workers: int, storage: str, study: str, template: Path, folder: Path) -> dict[str, float]:
+    """One `ecomlab train --workers N` in its own MLflow store; wall times of the command and of the tuning."""
+    import optuna
+
+    store = folder / f"mlflow-{study}"
+    store.mkdir()
+    shutil.copy(template, store / "mlflow.db")
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{store / 'mlflow.db'}"}
+    cmd = [sys.executable, "-m", "training.cli", "train", str(config), "--workers", str(workers),
+           "--set", f"tuning.storage={storage}", "--set", f"tuning.study_name={study}"]
+    started = time.perf_counter()
+    out = subprocess.run(cmd, cwd=folder, env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - started
+    if out.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed:\n{out.stdout[-2000:]}\n{out.stderr[-2000:]}")
+    trials = [t for t in optuna.load_study(study_name=study, storage=storage).trials if t.state.name == "COMPLETE"]
+    first = min(t.datetime_start for t in trials)
+    last = max(t.datetime_complete for t in trials)
+    busy = sum((t.datetime_complete - t.datetime_start).total_seconds() for t in trials)
+    return {"wall": wall, "tuning": (last - first).total_seconds(), "trial_seconds": busy, "complete": len(trials)}
+
+
+class Instant:
+    """The segmenter's search space with an objective that costs nothing: what is left is the study's overhead."""
+
+    def __init__(self) -> None:
+        from training.segment import SegmentConfig, SegmenterFamily
+
+        self.inner, self.cfg = SegmenterFamily(), SegmentConfig()
+        self.name, self.direction, self.objective_name = self.inner.name, self.inner.direction, self.inner.objective_name
+
+    def initial_trials(self, cfg: Any) -> list[dict[str, Any]]:
+        return []
+
+    def search_space(self, trial: Any, cfg: Any) -> dict[str, Any]:
+        return self.inner.search_space(trial, self.cfg)
+
+    def evaluate(self, train: Any, valid: Any, params: dict[str, Any], cfg: Any) -> Any:
+        from training.family import Evaluation
+
+        return Evaluation(float(params["k"]) / 10)
+
+
+def loop_seconds(storage: str | None, trials: int, name: str) -> float:
+    """Wall time of the worker loop for `trials` instant trials on `storage` (None: in memory)."""
+    from training.config import Tuning
+    from training.tuning import open_study, work
+
+    family = Instant()
+    tuning = Tuning(n_trials=trials, storage=storage, study_name=name)
+    open_study(family, family.cfg, tuning, name)
+    started = time.perf_counter()
+    done = work(family, family.cfg, None, None, tuning, name, runs=None)
+    assert done.study_complete == trials, done
+    return time.perf_counter() - started
+
+
+def mlflow_template(folder: Path) -> Path:
+    """An initialised MLflow SQLite store (migrations take seconds; each run gets a copy)."""
+    from mlflow.tracking import MlflowClient
+
+    path = folder / "template.db"
+    MlflowClient(f"sqlite:///{path}").search_experiments()
+    return path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trials", type=int, default=20)
+    parser.add_argument("--customers", type=int, default=50_000)
+    parser.add_argument("--overhead-trials", type=int, default=100)
+    args = parser.parse_args()
+    threads = {v: os.environ[v] for v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")}
+    print(f"cores: {os.cpu_count()}  threads: {threads}  segmenter: {args.customers:,} synthetic customers")
+
+    with tempfile.TemporaryDirectory(prefix="ecomlab-bench-tuning-") as tmp, database() as storage:
+        folder = Path(tmp)
+        config, template = write_job(folder, args.customers, args.trials), mlflow_template(folder)
+        runs = {n: train(config, n, storage, f"bench-{n}-workers", template, folder) for n in (1, 2)}
+        print(f"\n{args.trials} trials, study in PostgreSQL     wall (command)   tuning   sum of trial times")
+        for n, r in runs.items():
+            print(f"  {n} worker{'s' if n > 1 else ' '}                          {r['wall']:8.1f} s   {r['tuning']:6.1f} s   {r['trial_seconds']:6.1f} s"
+                  f"   ({r['complete']:.0f} complete)")
+        one, two = runs[1], runs[2]
+        print(f"  speed-up 2 vs 1 workers: tuning {one['tuning'] / two['tuning']:.2f}x (target >= 1.7), "
+              f"whole command {one['wall'] / two['wall']:.2f}x (start-up, baseline, final fit and registration run once)")
+
+        n = args.overhead_trials
+        memory = loop_seconds(None, n, "overhead-memory")
+        postgres = loop_seconds(storage, n, "overhead-postgres")
+        print(f"\nworker loop, {n} instant trials (TPE on the segmenter's space, no MLflow)")
+        print(f"  in memory:  {memory / n * 1000:7.1f} ms per trial")
+        print(f"  PostgreSQL: {postgres / n * 1000:7.1f} ms per trial")
+        print(f"  overhead:   {(postgres - memory) / n * 1000:7.1f} ms per trial (target < 50)")
+
+
+if __name__ == "__main__":
+    main()
