@@ -12,6 +12,7 @@ import pytest
 
 from tests.helpers import AUTH
 from tests.service_harness import Server
+from tests.serving.test_service import registry_client
 
 pytestmark = pytest.mark.service
 
@@ -35,8 +36,7 @@ def test_clv_answers_equal_the_registered_models(server: Server, registry: tuple
     assert body["unit"] == "W" and body["horizon"] == 26 and body["discount_rate"] == 0.05
     got = pd.DataFrame(body["customers"])
     assert got["customer_id"].tolist() == ["a", "b", "c"]
-    _, uri = registry
-    mlflow.set_tracking_uri(uri)
+    registry_client(registry)  # points MLflow's in-process tracking and registry URIs at the session registry
     model = mlflow.pyfunc.load_model(f"models:/ecomlab-clv/{body['version']}")
     expected = model.predict(pd.DataFrame(CUSTOMERS).assign(horizon=26.0, discount_rate=0.05))
     for column in ("expected_purchases", "p_alive", "expected_value", "clv"):
