@@ -9,7 +9,7 @@ log-parameter sits at its bound; otherwise NotConverged says which model and why
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -140,6 +140,19 @@ def std_errors(hess_total: np.ndarray, natural: np.ndarray, names: Sequence[str]
     except np.linalg.LinAlgError:
         return {n: float("nan") for n in names}
     return {n: float(v * np.sqrt(c)) for n, v, c in zip(names, natural, np.diag(cov), strict=True)}
+
+
+@dataclass(kw_only=True)
+class FitOutcome:
+    """What every lifetime fit reports beside its parameters: the log-likelihood (summed over customers,
+    in the caller's unit), customers fitted, the optimiser's account and the standard errors."""
+
+    log_likelihood: float
+    n: int
+    converged: bool
+    iterations: int
+    std_errors: dict[str, float] = field(default_factory=dict)
+    message: str = ""
 
 
 @dataclass(frozen=True)

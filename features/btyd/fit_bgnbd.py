@@ -15,7 +15,7 @@ penalizer * (r^2 + (alpha/max T)^2 + a^2 + b^2) added to the MEAN negative log-l
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -23,6 +23,7 @@ from scipy.special import digamma, gammaln
 
 from features.btyd import bgnbd
 from features.btyd._optimise import (
+    FitOutcome,
     penalised_objective,
     NoRepeatPurchases,
     as_float,
@@ -37,16 +38,11 @@ from features.btyd.bgnbd import BetaGeoParams, Model
 NAMES = ("r", "alpha", "a", "b")
 
 
-@dataclass
-class BetaGeoFit:
+@dataclass(kw_only=True)
+class BetaGeoFit(FitOutcome):
     params: BetaGeoParams
     model: Model
-    log_likelihood: float
-    n: int
-    converged: bool
-    iterations: int
-    std_errors: dict[str, float] = field(default_factory=dict)
-    message: str = ""
+
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ the currency).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -21,6 +21,7 @@ from numpy.typing import ArrayLike
 from scipy.special import digamma, gammaln
 
 from features.btyd._optimise import (
+    FitOutcome,
     Compressed,
     NoRepeatPurchases,
     as_float,
@@ -36,16 +37,11 @@ from features.btyd.gamma_gamma import GammaGammaParams
 NAMES = ("p", "q", "v")
 
 
-@dataclass
-class GammaGammaFit:
+@dataclass(kw_only=True)
+class GammaGammaFit(FitOutcome):
     params: GammaGammaParams
-    log_likelihood: float
-    n: int
-    converged: bool
-    iterations: int
-    std_errors: dict[str, float] = field(default_factory=dict)
-    message: str = ""
     correlation: float = float("nan")
+
 
 
 @dataclass(frozen=True)
