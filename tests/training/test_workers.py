@@ -84,7 +84,7 @@ def test_killed_worker_trial_is_failed_retried_and_counted_once(tracking_dir: Pa
     """Worker A is SIGKILLed mid-trial; worker B, started after, fails A's trial by its stale heartbeat,
     runs its retry and fills the study: exactly N_TRIALS COMPLETE, the killed one FAIL."""
     tmp_path, uri = tracking_dir, os.environ["MLFLOW_TRACKING_URI"]
-    config = write_job(tmp_path, n_customers=1500, **{"tuning.n_trials": N_TRIALS, "model.search.n_init": [10]})
+    config = write_job(tmp_path, n_customers=5000, **{"tuning.n_trials": N_TRIALS, "model.search.n_init": [20]})  # trials long enough to be caught running
     job, model_cfg = load_job_config(config, [f"tuning.storage={pg_storage}", *FAST])
     family, name = family_for(job.family), study_name(job)
     tracking.setup(uri)
