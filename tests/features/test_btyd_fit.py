@@ -142,7 +142,9 @@ def test_a_likelihood_without_a_maximum_raises_not_converged():
     for model in ("bgnbd", "mbgnbd"):
         with pytest.raises(NotConverged, match=model):
             fit_beta_geo(x, T, T, model)
-    with pytest.raises(NotConverged, match="gamma-gamma.*flat"):  # identical spend: q and p run off together
+    # identical spend: q and p run off together; which symptom the optimiser meets first (a flat Hessian,
+    # or a line search that gives up far out) depends on the machine's floating point
+    with pytest.raises(NotConverged, match="gamma-gamma: .*(flat|the optimiser stopped)"):
         fit_gamma_gamma([1, 2, 3, 4], [10.0, 10.0, 10.0, 10.0])
 
 

@@ -180,9 +180,14 @@ def test_lifetime_section_says_why_it_is_unavailable():
     short = once[once["order_date"] < once["order_date"].min() + pd.Timedelta(weeks=MIN_HISTORY - 1)]
     head, _ = lifetime_section(short)
     assert head["status"] == "unavailable" and f"at least {MIN_HISTORY} weeks" in head["reason"]
-    late = once.sample(frac=0.6, random_state=0)  # their second purchase falls in the last 20 days: the holdout
-    late = late.assign(order_date=once["order_date"].max() + pd.to_timedelta(np.arange(len(late)) % 20 + 1, unit="D"))
-    head, figures = lifetime_section(pd.concat([once, late], ignore_index=True).assign(order_id=lambda f: f.index.astype(str)))
+    # 60% of them buy three more times in quick succession just after the last day, then stop (the whole
+    # history sees the burst and the silence after it, so dropout is identified there); a few buy 20 days
+    # on. Every repeat purchase falls in the holdout (the span's last quarter): none in the calibration
+    end, late = once["order_date"].max(), once.sample(frac=0.6, random_state=0)
+    bursts = [late.assign(order_date=end + pd.to_timedelta(np.arange(len(late)) % 5 + 1 + 2 * j, unit="D")) for j in range(3)]
+    tail = once.sample(n=5, random_state=1).assign(order_date=end + pd.Timedelta(days=20))
+    lines = pd.concat([once, *bursts, tail], ignore_index=True).assign(order_id=lambda f: f.index.astype(str))
+    head, figures = lifetime_section(lines)
     check = head["holdout_check"]  # the whole history still has its figures; only the holdout check is missing
     assert check["status"] == "unavailable" and check["reason"].startswith("the calibration period up to ")
     assert "repeat purchase" in check["reason"] and set(figures) == {"clv_p_alive_matrix", "clv_by_segment"}
