@@ -1,37 +1,39 @@
-"""Benchmark: the BentoML service against `mlflow models serve` on the same registered segmenter.
+"""Benchmark: the BentoML service against its floor (a raw ASGI app), `mlflow models serve`, and itself
+without the request-path work-arounds (serving/bentoml_fixes.py), on the same registered models.
 
-Starts both servers on loopback against an MLflow store made by `ecomlab quickstart`, then drives
-/segment on both (one customer row per request), /forecast, /recommend and /clv on BentoML, and a variant
-with BentoML adaptive batching on /segment, at each concurrency level. Each level is bounded by a
-request count AND a time limit; every server is stopped at the end. Prints per target and level:
-requests, errors, throughput, p50/p95/p99 latency, and the client's own CPU share (client and
-server share the machine's cores, so a heavy client would understate the server).
+Starts every server on loopback against an MLflow store made by `ecomlab quickstart`, then drives at each
+concurrency level (one row per request): /segment on the service, on the service with
+ECOMLAB_BENTOML_FIXES=off ("before": BentoML's own request path, today's code before the fixes), on the
+raw ASGI floor (bench/_raw_asgi.py: uvicorn + uvloop + httptools, no framework, same answers, checked)
+and on `mlflow models serve`; /forecast, /recommend and /clv on the service; and a variant with
+BentoML adaptive batching on /segment. Each level is bounded by a request count AND a time limit;
+every server is stopped at the end. Prints per target and level: requests, errors, throughput,
+p50/p99 latency, the server's CPU per request (process CPU time of the server and its workers over
+the level / requests), the client's CPU share (client and servers share the machine's cores), and
+the full GC passes the service made during the level with the bucket bound of the longest.
 
-    uv run python bench/serve.py --store DIR [--requests 2000] [--duration 20] [--levels 1,10,100]
+    uv run python bench/serve.py --store DIR [--requests 4000] [--duration 20] [--levels 1,10,100]
+        [--targets segment,before,raw,mlflow,forecast,recommend,clv] [--workers 1] [--no-batching]
 
 DIR holds mlflow.db (and mlartifacts/) from `ecomlab quickstart` run in DIR.
 """
 
 import argparse
-import asyncio
-import json
 import os
 import signal
 import subprocess
 import sys
 import tempfile
-import time
-from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import numpy as np
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+from bench._serve_load import HEADER, Level, Target, measure, row, warm_up  # noqa: E402
 from tests.service_harness import free_port, wait_until_up  # noqa: E402  (the tests start servers the same way)
 
 QUIET = {"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true", "BENTOML_DO_NOT_TRACK": "true"}
@@ -41,6 +43,7 @@ CUSTOMER = {"customer_id": "c1", "recency": 12.0, "frequency": 9.0, "monetary": 
             "tenure": 400.0, "aov": 94.4, "return_rate": 0.02}
 CLV_CUSTOMER = {"customer_id": "c1", "frequency": 4.0, "recency": 30.0, "T": 40.0, "monetary": 25.0}
 BATCHED_SERVICE = "BatchedSegmentService"
+ALL_TARGETS = "segment,before,raw,mlflow,forecast,recommend,clv"
 
 
 # ---- servers ----
@@ -89,6 +92,13 @@ def start_bentoml(work: Path, uri: str, config: Path, target: str, name: str, ex
            **extra_env}
     argv = [sys.executable, "-m", "bentoml", "serve", target, "--host", "127.0.0.1", "--port", str(port)]
     return launch(name, argv, env, work, "/readyz", port)
+
+
+def start_raw(work: Path, uri: str, config: Path) -> Server:
+    port = free_port()
+    argv = [sys.executable, "-m", "uvicorn", "bench._raw_asgi:app", "--loop", "uvloop", "--http", "httptools",
+            "--no-access-log", "--log-level", "warning", "--host", "127.0.0.1", "--port", str(port)]
+    return launch("raw-asgi", argv, {"MLFLOW_TRACKING_URI": uri, "ECOMLAB_SERVE_CONFIG": str(config)}, work, "/readyz", port)
 
 
 def start_mlflow(work: Path, uri: str, workers: int) -> Server:
@@ -144,94 +154,6 @@ def __getattr__(name: str) -> Any:
     return _SERVICES[name]
 
 
-# ---- load generation ----
-
-
-@dataclass
-class Target:
-    name: str
-    url: str
-    body: dict
-
-
-@dataclass
-class Level:
-    target: str
-    clients: int
-    latencies: list[float] = field(default_factory=list)
-    errors: Counter = field(default_factory=Counter)
-    wall_s: float = 0.0
-    client_cpu_s: float = 0.0
-    stopped_by: str = "count"
-
-    @property
-    def sent(self) -> int:
-        return len(self.latencies) + sum(self.errors.values())
-
-    @property
-    def throughput(self) -> float:
-        return len(self.latencies) / self.wall_s if self.wall_s else 0.0
-
-    def pct(self, q: float) -> float:
-        return float(np.percentile(self.latencies, q)) * 1000 if self.latencies else float("nan")
-
-
-async def drive(target: Target, clients: int, requests: int, duration: float, timeout: float) -> Level:
-    """`clients` concurrent keep-alive connections, each posting until the count or the time is used up.
-
-    aiohttp (a BentoML dependency) with the body serialised once: the client shares the cores with the
-    server, and httpx spent 2-3x the CPU per request here (up to 80% of a core at 100 clients).
-    """
-    import aiohttp
-
-    level = Level(target.name, clients)
-    issued = 0
-    body = json.dumps(target.body).encode()
-    headers = {"content-type": "application/json"}
-    connector = aiohttp.TCPConnector(limit=clients, force_close=False)
-    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=timeout)) as http:
-        start = time.perf_counter()
-        deadline = start + duration
-
-        async def client() -> None:
-            nonlocal issued
-            while issued < requests:
-                if time.perf_counter() >= deadline:
-                    level.stopped_by = "time"
-                    return
-                issued += 1
-                t = time.perf_counter()
-                try:
-                    async with http.post(target.url, data=body, headers=headers) as resp:
-                        await resp.read()
-                        status = resp.status
-                except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-                    level.errors[type(exc).__name__] += 1
-                    continue
-                if status == 200:
-                    level.latencies.append(time.perf_counter() - t)
-                else:
-                    level.errors[f"HTTP {status}"] += 1
-
-        cpu = time.process_time()
-        tasks = [asyncio.ensure_future(client()) for _ in range(clients)]
-        done, pending = await asyncio.wait(tasks, timeout=duration + timeout + 5)
-        for task in pending:
-            task.cancel()
-            level.errors["unfinished at the time limit"] += 1
-        level.wall_s = time.perf_counter() - start
-        level.client_cpu_s = time.process_time() - cpu
-    return level
-
-
-def warm_up(target: Target, n: int = 20) -> None:
-    with httpx.Client(timeout=30) as http:
-        for _ in range(n):
-            resp = http.post(target.url, json=target.body)
-            if resp.status_code != 200:
-                raise RuntimeError(f"{target.name}: warm-up request failed with {resp.status_code}: {resp.text[:500]}")
-
-
 # ---- payloads ----
 
 
@@ -254,47 +176,61 @@ def payloads(uri: str) -> tuple[dict, dict]:
 # ---- report ----
 
 
-def row(level: Level) -> str:
-    errors = sum(level.errors.values())
-    cpu = 100 * level.client_cpu_s / level.wall_s if level.wall_s else 0.0
-    return (f"{level.target:<22} {level.clients:>7} {level.sent:>8} {errors:>6} {level.throughput:>9.1f} "
-            f"{level.pct(50):>9.1f} {level.pct(95):>9.1f} {level.pct(99):>9.1f} {cpu:>9.0f}%  {level.stopped_by}")
-
-
-HEADER = (f"{'target':<22} {'clients':>7} {'requests':>8} {'errors':>6} {'req/s':>9} {'p50 ms':>9} {'p95 ms':>9} "
-          f"{'p99 ms':>9} {'client CPU':>10}  stopped by")
-
-
 def summary(results: dict[tuple[str, int], Level], levels: list[int]) -> None:
-    print("\nBentoML / MLflow throughput on /segment")
+    def ratio(a: str, b: str, n: int) -> str:
+        x, y = results.get((a, n)), results.get((b, n))
+        return f"{x.throughput / y.throughput:.2f}x" if x and y and y.throughput else "-"
+
+    seg = "bentoml /segment"
+    print("\n/segment throughput ratios (service / other)")
+    print(f"  {'clients':>7} {'/ raw ASGI floor':>17} {'/ before fixes':>15} {'/ mlflow':>9}")
     for n in levels:
-        b, m = results.get(("bentoml /segment", n)), results.get(("mlflow /invocations", n))
-        if b and m and m.throughput:
-            print(f"  {n:>3} clients: {b.throughput:.1f} / {m.throughput:.1f} = {b.throughput / m.throughput:.2f}x")
+        print(f"  {n:>7} {ratio(seg, 'raw ASGI /segment', n):>17} {ratio(seg, 'before /segment', n):>15} "
+              f"{ratio(seg, 'mlflow /invocations', n):>9}")
     batched = [n for n in levels if ("bentoml batched /segment", n) in results]
     if batched:
         print("\nAdaptive batching on /segment (batched / plain BentoML throughput, p99)")
         for n in batched:
-            b, p = results[("bentoml batched /segment", n)], results[("bentoml /segment", n)]
-            ratio = b.throughput / p.throughput if p.throughput else float("nan")
-            print(f"  {n:>3} clients: {ratio:.2f}x throughput, p99 {b.pct(99):.1f} ms vs {p.pct(99):.1f} ms")
-    print("\nTargets (bentoml /segment)")
-    for n, p99_limit in ((10, 50.0), (100, 1000.0)):
-        b, m = results.get(("bentoml /segment", n)), results.get(("mlflow /invocations", n))
-        if not b:
-            continue
-        if m and m.throughput:
-            ratio = b.throughput / m.throughput
-            print(f"  {n:>3} clients: >= 3x mlflow: {'met' if ratio >= 3 else 'NOT met'} ({ratio:.2f}x)")
-        p99 = b.pct(99)
-        print(f"  {n:>3} clients: p99 < {p99_limit:.0f} ms: {'met' if p99 < p99_limit else 'NOT met'} ({p99:.1f} ms)")
-    service = [lv for (name, _), lv in results.items() if name.startswith("bentoml /")]
-    bento_errors = sum(sum(lv.errors.values()) for lv in service)
-    print(f"  errors on the service's endpoints: {bento_errors} of {sum(lv.sent for lv in service)} requests "
-          f"({'met' if bento_errors == 0 else 'NOT met'})")
+            b, p = results[("bentoml batched /segment", n)], results[(seg, n)]
+            print(f"  {n:>3} clients: {ratio('bentoml batched /segment', seg, n)} throughput, p99 {b.pct(99):.1f} ms vs {p.pct(99):.1f} ms")
+    print("\nTargets (service /segment; issue: the service under load)")
+    checks = []
+    for n, limit in ((10, 10.0), (100, 100.0)):
+        if (seg, n) in results:
+            p99 = results[(seg, n)].pct(99)
+            checks.append((f"p99 at {n} clients <= {limit:g} ms", p99 <= limit, f"{p99:.1f} ms"))
+    if (seg, 100) in results:
+        after, before = results[(seg, 100)], results.get(("before /segment", 100))
+        gain = after.throughput / before.throughput if before and before.throughput else float("nan")
+        checks.append(("throughput at 100 clients >= 1.5x before", gain >= 1.5,
+                       f"{after.throughput:,.0f} vs {before.throughput:,.0f} req/s = {gain:.2f}x" if before else "no before run"))
+        checks.append(("throughput at 100 clients >= 1,900 req/s", after.throughput >= 1900, f"{after.throughput:,.0f} req/s"))
+        gc = after.full_gc
+        if gc is not None:
+            checks.append(("no full GC pass > 20 ms at 100 clients", gc[0] == 0 or gc[1] <= 20,
+                           f"{gc[0]} full passes, longest <= {gc[1]:g} ms"))
+    cpu = [results[(seg, n)].cpu_ms_per_request for n in levels if (seg, n) in results]
+    if cpu:
+        checks.append(("server CPU per request <= 0.35 ms", max(cpu) <= 0.35, " / ".join(f"{c:.3f}" for c in cpu) + " ms"))
+    service = [lv for (name, _), lv in results.items() if name.startswith("bentoml ")]
+    errors = sum(sum(lv.errors.values()) for lv in service)
+    checks.append(("zero errors on the service", errors == 0, f"{errors} of {sum(lv.sent for lv in service)}"))
+    for what, ok, figure in checks:
+        print(f"  {what}: {'met' if ok else 'NOT met'} ({figure})")
     for (name, n), lv in results.items():
         if lv.errors:
             print(f"  {name} @ {n}: {dict(lv.errors)}")
+
+
+def same_answers(answers: dict[str, dict]) -> None:
+    """The /segment answers of the service, the before variant and the raw floor must be equal."""
+    seg = [(k, v) for k, v in answers.items() if k in ("bentoml /segment", "before /segment", "raw ASGI /segment")]
+    if len(seg) > 1:
+        first = seg[0][1]
+        for name, answer in seg[1:]:
+            if answer != first:
+                raise RuntimeError(f"{name} answers {answer} where {seg[0][0]} answers {first}")
+        print(f"same /segment answers from {', '.join(k for k, _ in seg)}")
 
 
 def run(args: argparse.Namespace, work: Path) -> None:
@@ -303,45 +239,56 @@ def run(args: argparse.Namespace, work: Path) -> None:
         raise SystemExit(f"--store {store}: no mlflow.db there (run `ecomlab quickstart` in that folder first)")
     uri = f"sqlite:///{store / 'mlflow.db'}"
     levels = [int(x) for x in args.levels.split(",")]
+    wanted = set(args.targets.split(","))
     forecast_body, recommend_body = payloads(uri)
     config = serve_config(work, args.workers)
     segment_body = {"customers": [CUSTOMER]}
     results: dict[tuple[str, int], Level] = {}
+    answers: dict[str, dict] = {}
     print(f"store {store}; {args.requests} requests or {args.duration:.0f} s per level, whichever comes first; "
-          f"{args.workers} server worker(s); {os.cpu_count()} cores shared by client and servers\n")
+          f"{args.workers} server worker(s); {os.cpu_count()} cores shared by client and servers; "
+          f"OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS', 'unset')}\n")
 
-    def measure(targets: list[Target]) -> None:
-        for target in targets:
-            warm_up(target)
-            for n in levels:
-                level = asyncio.run(drive(target, n, args.requests, args.duration, args.timeout))
-                results[(target.name, n)] = level
-                print(row(level), flush=True)
+    def run_targets(server: Server, targets: list[Target]) -> None:
+        try:
+            for target in targets:
+                answers[target.name] = warm_up(target)
+                for n in levels:
+                    results[(target.name, n)] = level = measure(target, n, args.requests, args.duration, args.timeout)
+                    print(row(level), flush=True)
+        finally:
+            server.stop()
+
+    def service(name: str, env: dict[str, str], prefix: str) -> tuple[Server, Any]:
+        server = start_bentoml(work, uri, config, "serving.service:EcomlabService", name, env)
+        pid, metrics = server.process.pid, server.url + "/metrics"
+
+        def target(route: str, body: dict) -> Target:
+            return Target(f"{prefix} {route}", server.url + route, body, pid, metrics)
+
+        return server, target
 
     print(HEADER)
-    servers: list[Server] = []
-    try:
-        bento = start_bentoml(work, uri, config, "serving.service:EcomlabService", "bentoml", {})
-        servers.append(bento)
-        mlf = start_mlflow(work, uri, args.workers)
-        servers.append(mlf)
-        measure([
-            Target("mlflow /invocations", mlf.url + "/invocations", {"dataframe_records": [CUSTOMER]}),
-            Target("bentoml /segment", bento.url + "/segment", segment_body),
-            Target("bentoml /forecast", bento.url + "/forecast", forecast_body),
-            Target("bentoml /recommend", bento.url + "/recommend", recommend_body),
-            Target("bentoml /clv", bento.url + "/clv", {"customers": [CLV_CUSTOMER]}),
-        ])
-        for server in servers:
-            server.stop()
-        if args.batching:
-            env = {"ECOMLAB_BENCH_MAX_BATCH": str(args.max_batch), "ECOMLAB_BENCH_MAX_LATENCY_MS": str(args.max_latency_ms)}
-            batched = start_bentoml(work, uri, config, f"bench.serve:{BATCHED_SERVICE}", "bentoml-batched", env)
-            servers.append(batched)
-            measure([Target("bentoml batched /segment", batched.url + "/segment", segment_body)])
-    finally:
-        for server in servers:
-            server.stop()
+    if wanted & {"segment", "forecast", "recommend", "clv"}:
+        server, target = service("bentoml", {}, "bentoml")
+        bodies = {"segment": segment_body, "forecast": forecast_body, "recommend": recommend_body,
+                  "clv": {"customers": [CLV_CUSTOMER]}}
+        run_targets(server, [target(f"/{k}", v) for k, v in bodies.items() if k in wanted])
+    if "before" in wanted:
+        server, target = service("bentoml-before", {"ECOMLAB_BENTOML_FIXES": "off"}, "before")
+        run_targets(server, [target("/segment", segment_body)])
+    if "raw" in wanted:
+        server = start_raw(work, uri, config)
+        run_targets(server, [Target("raw ASGI /segment", server.url + "/segment", segment_body, server.process.pid)])
+    if "mlflow" in wanted:
+        server = start_mlflow(work, uri, args.workers)
+        run_targets(server, [Target("mlflow /invocations", server.url + "/invocations",
+                                    {"dataframe_records": [CUSTOMER]}, server.process.pid)])
+    if args.batching:
+        env = {"ECOMLAB_BENCH_MAX_BATCH": str(args.max_batch), "ECOMLAB_BENCH_MAX_LATENCY_MS": str(args.max_latency_ms)}
+        server = start_bentoml(work, uri, config, f"bench.serve:{BATCHED_SERVICE}", "bentoml-batched", env)
+        run_targets(server, [Target("bentoml batched /segment", server.url + "/segment", segment_body, server.process.pid)])
+    same_answers(answers)
     summary(results, levels)
     if args.batching:
         print(f"\n(batched variant: max_batch_size={args.max_batch}, max_latency_ms={args.max_latency_ms}; "
@@ -351,7 +298,8 @@ def run(args: argparse.Namespace, work: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--store", required=True, help="folder holding mlflow.db from `ecomlab quickstart`")
-    parser.add_argument("--requests", type=int, default=2000, help="requests per target and level (upper bound)")
+    parser.add_argument("--targets", default=ALL_TARGETS, help=f"comma separated, of {ALL_TARGETS}")
+    parser.add_argument("--requests", type=int, default=4000, help="requests per target and level (upper bound)")
     parser.add_argument("--duration", type=float, default=20.0, help="seconds per target and level (upper bound)")
     parser.add_argument("--levels", default="1,10,100", help="concurrent clients, comma separated")
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds per request")

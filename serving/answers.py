@@ -91,8 +91,11 @@ def basket_answer(rec: BasketRecommendation) -> BasketRecommendations:
 
 def models_answer(store: ModelStore) -> ModelsResponse:
     """Each configured model: name, version, alias, run id, key metrics and status."""
+    from bentoml._internal.context import server_context
+
     rows = [ServedModel(**{k: v for k, v in m.items() if k != "loaded_at"}) for m in store.describe()]
-    return ModelsResponse(models=rows, registry=redact(store.uri), registry_error=store.registry_error)
+    return ModelsResponse(models=rows, registry=redact(store.uri), registry_error=store.registry_error,
+                          worker=server_context.worker_index)
 
 
 def model_detail(store: ModelStore, family: str) -> ModelDetail:

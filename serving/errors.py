@@ -27,7 +27,7 @@ Field = dict[str, str]
 #: the code (and metrics reason) of a status when nothing more precise is known
 CODES = {
     400: "invalid_input", 401: "unauthorized", 404: "not_found", 405: "method_not_allowed", 413: "too_large",
-    415: "unsupported_media_type", 500: "internal_error", 503: "unavailable",
+    415: "unsupported_media_type", 500: "internal_error", 503: "unavailable", 504: "timeout",
 }
 _FIELD_FIRST = re.compile(r"^([A-Za-z_][\w.\[\]]*(?: \(\w+\))?): (.+)$", re.S)  # "customers[1].monetary: ..."
 

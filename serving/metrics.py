@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import gc
+import time
+from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from bentoml.exceptions import InvalidArgument
 
@@ -33,6 +37,7 @@ class Metrics:
             "ecomlab_rejections", "Requests answered with a 4xx or 5xx, per endpoint and reason (the error code)",
             ["endpoint", "reason", "status"],
         )
+        self.gc = GcPauses(prometheus_client)
 
     def reject(self, endpoint: str, reason: str, status: int) -> None:
         self.rejections.labels(endpoint, reason, str(status)).inc()
@@ -50,4 +55,44 @@ class Metrics:
         except Exception:
             self.errors.labels(*labels, "failure").inc()
             raise
+        finally:
+            self.gc.flush()
         self.predictions.labels(*labels).inc(rows)
+
+
+class GcPauses:
+    """Garbage-collection passes of this worker by generation and length, on /metrics as
+    `ecomlab_gc_pause_seconds{generation}`: a full pass (generation 2) stops every request in flight.
+
+    The `gc.callbacks` hook only notes each pass in a bounded deque: it may run inside any allocation,
+    also inside prometheus_client's own locked sections, so observing the histogram there could
+    deadlock. `flush()` moves the notes into the histogram, after each model request and each scrape.
+    """
+
+    BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0)
+
+    def __init__(self, prometheus_client: Any, registry: Any = None) -> None:
+        self.pauses = prometheus_client.Histogram(
+            "ecomlab_gc_pause_seconds", "Garbage-collection passes by generation and length (2: a full pass)",
+            ["generation"], buckets=self.BUCKETS, registry=registry or prometheus_client.REGISTRY,
+        )
+        self._pending: deque[tuple[int, float]] = deque(maxlen=10_000)
+        self._started = 0.0
+        gc.callbacks.append(self._hook)
+
+    def _hook(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self._pending.append((info["generation"], time.perf_counter() - self._started))
+
+    def flush(self) -> None:
+        pending = self._pending
+        while pending:
+            generation, seconds = pending.popleft()
+            self.pauses.labels(str(generation)).observe(seconds)
+
+    def close(self) -> None:
+        """Stop noting passes (the hook stays otherwise for the life of the worker)."""
+        if self._hook in gc.callbacks:
+            gc.callbacks.remove(self._hook)

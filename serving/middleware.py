@@ -54,6 +54,8 @@ class ErrorShape:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        if scope.get("path") == "/metrics" and ErrorShape.metrics is not None:
+            ErrorShape.metrics.gc.flush()  # the pauses noted since the last model request, before BentoML renders
         start: Message | None = None
         chunks: list[bytes] = []
 

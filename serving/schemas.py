@@ -174,6 +174,7 @@ class ModelsResponse(Out):
     models: list[ServedModel]
     registry: str
     registry_error: str | None
+    worker: int | None = Field(None, description="the service worker that answered (1..workers in configs/serve.yaml)")
 
 
 class ModelDetail(ServedModel):

@@ -34,6 +34,7 @@ from serving.answers import (  # noqa: E402
     models_answer,
     series_answer,
 )
+from serving import bentoml_fixes  # noqa: E402
 from serving.auth import BodyLimit, TokenAuth, open_paths  # noqa: E402
 from serving.errors import (  # noqa: E402
     BadRequest,
@@ -74,6 +75,7 @@ from serving.settings import load_settings  # noqa: E402
 from serving.store import ModelStore, ModelUnavailable, Served  # noqa: E402
 
 SETTINGS = load_settings()
+bentoml_fixes.install()  # before BentoML builds the app: see the module for what it works around
 INLINE_ROWS = 32  # model requests with at most this many rows are answered on the event loop
 SEGMENTER, FORECASTER, RECOMMENDER, CLV = (FAMILIES[f] for f in ("segmenter", "forecaster", "recommender", "clv"))
 FORM_ROUTES = frozenset({"/kpis/upload"})
@@ -91,7 +93,7 @@ class DocumentedService(bentoml.Service):
     name="ecomlab",
     http={"host": SETTINGS.host, "port": SETTINGS.port},
     workers=SETTINGS.workers,
-    traffic={"timeout": 60},
+    traffic={"timeout": SETTINGS.timeout_s},
     service_class=DocumentedService,
 )
 class EcomlabService:
@@ -104,6 +106,9 @@ class EcomlabService:
         ErrorShape.metrics = self.metrics
         quiet_client_errors()
         self.store.refresh()
+        bentoml_fixes.freeze_heap()  # also when no model loaded: the imports are most of the heap
+        self.metrics.gc.flush()  # start-up's passes (imports, model loading) on /metrics now, not at the first request
+        self.store.on_load = bentoml_fixes.freeze_heap  # and again whenever a reload swaps a model in
         self.store.start_reloading()
 
     def __is_ready__(self) -> bool:

@@ -43,6 +43,7 @@ class ServeSettings(Strict):
     api_token_env: str = Field("ECOMLAB_API_TOKEN", description="environment variable that holds the API token")
     metrics_open: bool = Field(False, description="serve /metrics without the API token (for a Prometheus scraper)")
     workers: int = Field(1, ge=1)
+    timeout_s: float = Field(60.0, gt=0, description="seconds a request may wait for its answer to start, then 504")
 
     @field_validator("models")
     @classmethod

@@ -12,6 +12,7 @@ import os
 import threading
 import time
 from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
@@ -60,8 +61,9 @@ class ModelUnavailable(RuntimeError):
 
 
 class ModelStore:
-    def __init__(self, settings: ServeSettings) -> None:
+    def __init__(self, settings: ServeSettings, on_load: Callable[[], None] | None = None) -> None:
         self.settings = settings
+        self.on_load = on_load  # called after a reload round that swapped a model in
         self.uri = resolve_tracking_uri(settings.tracking_uri)
         self._status = Status()
         self._lock = threading.Lock()
@@ -124,6 +126,7 @@ class ModelStore:
             mlflow.set_registry_uri(self.uri)
             client = MlflowClient(self.uri, self.uri)
             registry_error = None
+            before = self._status.served
             for spec in self.settings.models:
                 if registry_error is not None:  # one unreachable registry per round: no timeout per model
                     self._status.errors[spec.family] = registry_error
@@ -136,6 +139,8 @@ class ModelStore:
                 log.warning("registry reachable again at %s", redact(self.uri))
             self._status.registry_error = registry_error
             self._status.last_check = time.time()
+        if self.on_load is not None and self._status.served is not before:
+            self.on_load()
 
     def _failed(self, spec: ModelSpec, exc: Exception) -> str | None:
         """Record why `spec` did not (re)load; the registry error when the registry is unreachable."""
