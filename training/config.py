@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from features.config_io import ConfigError, Strict, apply_overrides, parse_model, read_yaml
 from serving.models.registry import known_family
@@ -26,9 +26,28 @@ class Tuning(Strict):
     max_retry: int = Field(3, ge=0, description="times a trial whose worker stopped beating (killed, lost) is queued again")
 
 
+class DecisionGate(Strict):
+    """`registry.decision`: how sure the registry must be before a new version replaces the champion.
+
+    `paired`: the candidate must beat the champion by a paired test on their per-unit losses on the same
+    test data (p < alpha, the difference beyond `min_effect` in the objective's units), and beat the
+    baseline: on its score (`baseline: point`, the default; the paired test is still run and recorded)
+    or by the same paired test (`baseline: paired`). `none`: the point comparisons alone (a win by
+    noise promotes)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    test: Literal["paired", "none"] = "paired"
+    baseline: Literal["point", "paired"] = Field(
+        "point", description="how the candidate must beat the baseline: on its score, or by the paired test too")
+    alpha: float = Field(0.05, gt=0, lt=1, description="significance level of the paired tests")
+    min_effect: float = Field(0.0, ge=0, description="smallest improvement worth promoting, in the objective's units")
+
+
 class Registry(Strict):
     model_name: str
     promote: Literal["auto", "never"] = "auto"
+    decision: DecisionGate = DecisionGate()
 
 
 class JobConfig(Strict):

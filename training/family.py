@@ -58,11 +58,15 @@ class Split(Generic[Feats, Evl]):
 
 @dataclass(frozen=True)
 class Report:
-    """What a fitted model is logged with; building it never changes the model."""
+    """What a fitted model is logged with; building it never changes the model.
+
+    `losses`: per-unit tables beside the score's (e.g. the segmenter's ARI per K-means seed), logged
+    under `losses/` so runs can be compared on them later."""
 
     figures: dict[str, Figure] = field(default_factory=dict)
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)
     metrics: dict[str, float] = field(default_factory=dict)
+    losses: dict[str, pd.DataFrame] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

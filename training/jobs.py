@@ -27,6 +27,8 @@ from training.config import JobConfig, load_job_config, resolved_yaml
 from training.decision import Scores, decide
 from training.families import family_for
 from training.family import Evaluation, Split
+from training.gate import gate_tags, run_gate
+from training.identity import evaluation_identity
 from training.tuning import POLL_SECONDS, StudyResult, TrialRuns, WorkerResult, collect, end_abandoned_runs, open_study, run_study, work
 
 log = logging.getLogger(__name__)
@@ -119,6 +121,7 @@ def run_loaded_job(
         model = family.servable(fitted, model_cfg)
         candidate = family.score(model, split.test, model_cfg)
         _log_scores(family, study, params, candidate, baseline)
+        tracking.set_tags(evaluation_identity(family.name, model_cfg.model_dump(mode="json"), candidate.losses))
         if family.refit_on_all_data:
             hooks.stage("refitting on all the data")
             fitted = family.fit(feats, params, model_cfg)
@@ -127,10 +130,12 @@ def run_loaded_job(
         tracking.log_figures(report.figures)
         tracking.log_tables(report.tables)
         tracking.log_metrics(report.metrics)
+        tracking.log_losses(dict(report.losses))
         hooks.stage("logging and registering the model")
         logged = tracking.log_model(model, *family.example(model, fitted, model_cfg))
         scores = Scores(family.direction, family.objective_name, candidate.objective, baseline.objective)
-        decision = _register_and_decide(job, family, model_cfg, logged, split.test, scores, replace_unloadable)
+        evaluated = (candidate, baseline)
+        decision = _register_and_decide(job, family, model_cfg, logged, split.test, scores, evaluated, replace_unloadable)
     return JobResult(
         job=job.job, family=job.family, run_id=run_id, experiment=job.experiment, tracking_uri=uri,
         best_params=params, candidate=candidate, baseline=baseline, tuning_best=study.best,
@@ -266,24 +271,31 @@ def _log_scores(family: Any, study: StudyResult, params: dict[str, Any], candida
 
 def _register_and_decide(
     job: JobConfig, family: Any, model_cfg: Any, logged: tracking.LoggedModel,
-    test: Any, scores: Scores, replace_unloadable: bool,
+    test: Any, scores: Scores, evaluated: tuple[Evaluation, Evaluation], replace_unloadable: bool,
 ) -> tracking.Decision:
+    """Score the current champion on the same test data, run the gate's paired tests, decide, record."""
     name = job.registry.model_name
     incumbent = tracking.champion_version(name)
     version = tracking.register(logged, name)
+    champion_eval: Evaluation | None = None
     if incumbent is not None:
         try:
             champion = tracking.load_registered(name, incumbent, family.name)
-            scores.champion = family.score(champion, test, model_cfg).objective
+            champion_eval = family.score(champion, test, model_cfg)
+            scores.champion = champion_eval.objective
         except Exception as exc:  # any failure to load or score it is reported, never a silent replacement
             scores.champion_error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:500]
             log.warning("current champion %s v%s could not be loaded or scored: %s", name, incumbent, scores.champion_error)
-    alias, reason = decide(scores, promote=job.registry.promote, replace_unloadable=replace_unloadable)
+    gate = job.registry.decision
+    run_gate(family.name, scores, *evaluated, champion_eval, gate)
+    alias, reason = decide(scores, promote=job.registry.promote, replace_unloadable=replace_unloadable, gate=gate)
     decision = tracking.Decision(
         version, alias, reason, scores.candidate, scores.champion, incumbent, scores.baseline,
         champion_error=scores.champion_error, objective=scores.objective, refit_on_all_data=family.refit_on_all_data,
+        gate=gate_tags(scores, gate),
     )
     tracking.record_decision(name, decision)
-    if scores.champion is not None:
-        tracking.log_metrics({scores.objective: scores.champion}, prefix="champion_")
+    if champion_eval is not None:
+        tracking.log_metrics({scores.objective: champion_eval.objective}, prefix="champion_")
+        tracking.log_losses({"champion": champion_eval.losses})
     return decision

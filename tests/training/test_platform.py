@@ -128,7 +128,7 @@ def test_job_logs_parent_and_trial_runs_and_registers(tracking_dir: Path) -> Non
     assert result.candidate.objective == result.decision.candidate_score
     assert tags["ecomlab.refit_on_all_data"] == "false"
     losses = {a.path for a in client.list_artifacts(result.run_id, "losses")}
-    assert losses == {"losses/candidate.parquet", "losses/baseline.parquet"}
+    assert losses == {"losses/candidate.parquet", "losses/baseline.parquet", "losses/stability.parquet"}
     assert run.data.metrics["data_rows_read"] > 0
     assert run.inputs.dataset_inputs[0].dataset.digest
     children = client.search_runs([run.info.experiment_id], f"tags.mlflow.parentRunId = '{result.run_id}'")

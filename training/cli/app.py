@@ -13,6 +13,7 @@ os.environ.setdefault("DO_NOT_TRACK", "true")
 os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
 os.environ.setdefault("MPLBACKEND", "Agg")
 os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "ERROR")
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # `runs compare` reads losses: no bars
 
 import logging  # noqa: E402
 import shutil  # noqa: E402
@@ -38,7 +39,9 @@ app = typer.Typer(help="ecomlab: e-commerce forecasts, segments, basket rules an
 data_app = typer.Typer(help="Generate, load and check data sources.", no_args_is_help=True)
 models_app = typer.Typer(help="The model registry: list versions, promote a champion.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
+runs_app = typer.Typer(help="Job runs: list them, compare them with paired significance tests.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
+app.add_typer(runs_app, name="runs")
 
 console = Console()
 err = Console(stderr=True)

@@ -31,25 +31,29 @@ def k_selection(fitted: Segmenter, feats: CustomerFeatures, cfg: SegmentConfig) 
     return pd.DataFrame(rows)
 
 
-def stability(fitted: Segmenter, feats: CustomerFeatures, cfg: SegmentConfig) -> dict[str, float]:
-    """Adjusted Rand index between the model's labels and refits with other K-means seeds."""
+def stability_table(fitted: Segmenter, feats: CustomerFeatures, cfg: SegmentConfig) -> pd.DataFrame:
+    """Adjusted Rand index between the model's labels and refits with other K-means seeds, one row per seed
+    (logged beside the score's bootstrap replicates as `losses/stability.parquet`)."""
     x = feats.table[fitted.features]
     reference = fitted.pipeline.predict(x)
     p, seed = fitted.params, cfg.evaluation.seed
-    refits = (
-        build_pipeline(p["transform"], int(p["k"]), int(p["n_init"]), seed + i).fit(x)
-        for i in range(1, cfg.evaluation.stability_seeds + 1)
-    )
-    scores = [adjusted_rand_score(reference, refit.predict(x)) for refit in refits]
-    return {"stability_ari_mean": float(np.mean(scores)), "stability_ari_min": float(np.min(scores))}
+    seeds = [seed + i for i in range(1, cfg.evaluation.stability_seeds + 1)]
+    refits = (build_pipeline(p["transform"], int(p["k"]), int(p["n_init"]), s).fit(x) for s in seeds)
+    scores = [float(adjusted_rand_score(reference, refit.predict(x))) for refit in refits]
+    return pd.DataFrame({"seed": seeds, "ari": scores})
+
+
+def stability(table: pd.DataFrame) -> dict[str, float]:
+    return {"stability_ari_mean": float(table["ari"].mean()), "stability_ari_min": float(table["ari"].min())}
 
 
 def segment_report(fitted: Segmenter, feats: CustomerFeatures, cfg: SegmentConfig) -> Report:
     """Profiles, k curve, PCA and heatmap, stability; the model's score is `score_segments`' alone."""
     k_table = k_selection(fitted, feats, cfg)
     profiles = fitted.profiles.copy()
+    aris = stability_table(fitted, feats, cfg)
     metrics = {
-        **stability(fitted, feats, cfg),
+        **stability(aris),
         "inertia": float(fitted.pipeline[-1].inertia_),
         "segments": float(len(fitted.names)),
         "return_rate_omitted": float("return_rate" in feats.omitted),
@@ -60,4 +64,5 @@ def segment_report(fitted: Segmenter, feats: CustomerFeatures, cfg: SegmentConfi
         "segment_profiles_heatmap": heatmap_figure(profiles),
         "k_selection": k_figure(k_table, int(fitted.params["k"])),
     }
-    return Report(figures=figures, tables={"segment_profiles": profiles, "k_selection": k_table}, metrics=metrics)
+    tables = {"segment_profiles": profiles, "k_selection": k_table}
+    return Report(figures=figures, tables=tables, metrics=metrics, losses={"stability": aris})

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
@@ -28,6 +28,7 @@ class Decision:
     champion_error: str | None = None  # the current champion could not be loaded or scored
     objective: str = ""
     refit_on_all_data: bool = False
+    gate: dict[str, Any] = field(default_factory=dict)  # the registry gate's setting and paired tests (training.gate)
 
 
 def register(model: LoggedModel, name: str) -> str:
@@ -70,6 +71,7 @@ def record_decision(name: str, decision: Decision) -> None:
         "ecomlab.objective": decision.objective,
         "ecomlab.refit_on_all_data": str(decision.refit_on_all_data).lower(),
         "ecomlab.champion_error": decision.champion_error or "",
+        **decision.gate,
     }
     tag_version(name, decision.version, tags)
     set_tags({**tags, "ecomlab.registered_version": decision.version})
