@@ -125,6 +125,13 @@ def install() -> bool:
     return True
 
 
+def access_log(on: bool) -> None:
+    """BentoML's access log on or off (`access_log` in configs/serve.yaml), read when it builds the app."""
+    from bentoml._internal.configuration.containers import BentoMLContainer
+
+    BentoMLContainer.api_server_config.logging.access.enabled.set(on)
+
+
 def freeze_heap() -> None:
     """Move every object alive now out of the collector's sight (see the module's note 3)."""
     if enabled():

@@ -76,6 +76,7 @@ from serving.store import ModelStore, ModelUnavailable, Served  # noqa: E402
 
 SETTINGS = load_settings()
 bentoml_fixes.install()  # before BentoML builds the app: see the module for what it works around
+bentoml_fixes.access_log(SETTINGS.access_log)
 INLINE_ROWS = 32  # model requests with at most this many rows are answered on the event loop
 SEGMENTER, FORECASTER, RECOMMENDER, CLV = (FAMILIES[f] for f in ("segmenter", "forecaster", "recommender", "clv"))
 FORM_ROUTES = frozenset({"/kpis/upload"})

@@ -180,3 +180,19 @@ def test_gc_pauses_are_counted_by_generation() -> None:
     assert full is not None and full >= 1 and young is not None and young >= 1
     assert registry.get_sample_value("ecomlab_gc_pause_seconds_sum", {"generation": "2"}) > 0
     assert pauses._hook not in gc.callbacks
+
+
+def test_access_log_setting_decides_bentomls_access_log_middleware() -> None:
+    from _bentoml_impl.server.app import ServiceAppFactory
+    from bentoml._internal.server.http.access import AccessLogMiddleware
+
+    service = tiny_service()
+    service.inject_config()
+    factory = ServiceAppFactory(service, is_main=True)
+    try:
+        bentoml_fixes.access_log(False)
+        assert AccessLogMiddleware not in [m.cls for m in factory.middlewares]
+        bentoml_fixes.access_log(True)
+        assert AccessLogMiddleware in [m.cls for m in factory.middlewares]
+    finally:
+        bentoml_fixes.access_log(True)

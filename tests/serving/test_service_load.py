@@ -32,7 +32,7 @@ def loaded(registry: tuple[Path, str], tmp_path_factory: pytest.TempPathFactory)
     client.set_registered_model_alias("ecomlab-segmenter", ALIAS, champion.version)
     work = tmp_path_factory.mktemp("load")
     config = write_serve_config(work, [{"family": "segmenter", "name": "ecomlab-segmenter", "alias": ALIAS}],
-                                workers=2, timeout_s=1.0, reload_interval_s=1)
+                                workers=2, timeout_s=1.0, reload_interval_s=1, access_log=False)
     srv = start(work, config, uri, env={"ECOMLAB_API_TOKEN": TOKEN})
     deadline = time.time() + 90  # /readyz answers once one worker is up; the load starts once both are
     while sorted(workers_serving(srv, tries=50)) != [1, 2]:
