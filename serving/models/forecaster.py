@@ -11,7 +11,9 @@ every level any row asked for (null where a row did not ask for that level). Lon
 as plain JSON records and need no unpacking of list cells.
 
 Nothing is refitted: SARIMAX forecasts come from the stored results (they keep their end, so
-`get_forecast(steps)` continues the series), naive methods from the stored tail.
+`get_forecast(steps)` continues the series), naive methods from the stored tail. Intervals are the
+conformal ones calibrated at training (`serving.models.intervals`) where the job asked for them and
+there were enough backtest errors, the model's own otherwise (and in models registered before).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import pandas as pd
 
 from features.series import Freq
 from serving.models.base import SeriesForecast
+from serving.models.intervals import Conformal
 from serving.models.series_model import (
     SeriesModel,
     check_horizon,
@@ -71,6 +74,10 @@ class ForecastModel(mlflow.pyfunc.PythonModel):
     def series_specs(self) -> dict[str, dict[str, Any]]:
         """Each series' recipe (method and orders): what a backtest refits at every origin (else what was fitted)."""
         return {uid: dict(m.recipe or m.params) for uid, m in self.models.items()}
+
+    def series_intervals(self) -> dict[str, Conformal]:
+        """Each calibrated series' conformal half-widths: what a backtest puts around its refits' forecasts."""
+        return {uid: m.conformal for uid, m in self.models.items() if m.conformal is not None}
 
     def forecast_table(self, series_id: str, horizon: int, levels: list[int] | None = None, exog: Any = None) -> pd.DataFrame:
         """One series' forecast as rows of the response frame (ds still timestamps)."""

@@ -23,12 +23,11 @@ import numpy as np
 import pandas as pd
 
 from features.series import Freq, calendar_exog, future_starts
+from serving.models.intervals import Bounds, Conformal
 
 MAX_HORIZON = 1000
 KNOWN_PATH_STEPS = 104  # steps a served SARIMAX forecasts once and slices (see SeriesModel._known_path)
 NAIVE_METHODS = ("snaive", "naive", "mean")
-
-Bounds = dict[int, tuple[np.ndarray, np.ndarray]]
 
 
 def fourier_terms(starts: pd.DatetimeIndex, freq: Freq, season: int, k: int) -> pd.DataFrame:
@@ -90,7 +89,9 @@ class SeriesModel:
 
     `recipe` is the configuration chosen for the series (method and orders) before this series'
     history adapted it or a fall-back replaced it: what a backtest refits at every origin, applying
-    the same adaptation and fall-backs. `params` is what was fitted here.
+    the same adaptation and fall-backs. `params` is what was fitted here. `conformal` replaces the
+    model's own intervals by calibrated ones where it can (None: the model's own, as in models
+    registered before calibration existed: the class default fills the attribute they lack).
     """
 
     unique_id: str
@@ -108,6 +109,7 @@ class SeriesModel:
     convergence_warnings: int = 0
     recipe: dict[str, Any] = field(default_factory=dict)
     failure: str = ""  # the numerical error a SARIMAX fit fell back from ("" when none)
+    conformal: Conformal | None = None
 
     def forecast(self, horizon: int, levels: list[int], user_exog: pd.DataFrame | None = None) -> pd.DataFrame:
         """step, ds, yhat and lo_/hi_ bounds for each level."""
@@ -123,11 +125,13 @@ class SeriesModel:
         """
         starts = future_starts(self.last_ds, self.design.freq, horizon)
         if self.method != "sarimax":
-            return starts, *naive_forecast(self.method, self.tail, self.sigma, self.n_obs, horizon, levels)
-        if self.design.user:  # the caller's future regressor values: computed per request
-            return starts, *self._sarimax(starts, horizon, levels, user_exog)
-        mean, se = self._known_path(horizon)
-        return starts, mean, normal_bounds(mean, se, levels)
+            mean, bounds = naive_forecast(self.method, self.tail, self.sigma, self.n_obs, horizon, levels)
+        elif self.design.user:  # the caller's future regressor values: computed per request
+            mean, bounds = self._sarimax(starts, horizon, levels, user_exog)
+        else:
+            mean, se = self._known_path(horizon)
+            bounds = normal_bounds(mean, se, levels)
+        return starts, mean, bounds if self.conformal is None else self.conformal.apply(mean, bounds)
 
     def _known_path(self, horizon: int) -> tuple[np.ndarray, np.ndarray]:
         """Point forecasts and standard errors of steps 1..horizon when every regressor is known ahead.

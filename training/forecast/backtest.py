@@ -8,7 +8,9 @@ origin, and the training data is each series cut there (`before_first_origin`).
 
 Metrics per fold: MASE (MAE over the in-sample MAE of seasonal naive on the fold's training part,
 naive-1 when that part is shorter than two seasons), sMAPE (0..200), RMSE and the share of held-out
-points inside each prediction interval; seasonal naive is scored on the same windows beside it.
+points inside each prediction interval (the conformal half-widths a task carries, put around each
+fold's forecasts, else the model's own); seasonal naive is scored on the same windows beside it,
+with its own intervals.
 This module runs in worker processes: it imports no MLflow, Optuna or matplotlib.
 """
 
@@ -114,6 +116,7 @@ def backtest_series(
         test_user = None if task.user is None else task.user.iloc[cut:cut + h].reset_index(drop=True)
         started = time.perf_counter()
         model = fit_series(task.uid, task.y[:cut], task.ds[:cut], train_user, task.spec, ctx, task.note)
+        model.conformal = task.conformal
         seconds = time.perf_counter() - started
         base = fit_series(task.uid, task.y[:cut], task.ds[:cut], None, Spec(method="snaive"), Context(ctx.freq, ctx.season))
         actual = task.y[cut:cut + h]

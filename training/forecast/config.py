@@ -41,6 +41,9 @@ class ForecastConfig(Strict):
     backtest: BacktestOptions = BacktestOptions()
     season_length: int | None = Field(None, ge=1, description="default from freq: D 7, W 52, M 12")
     levels: list[int] = Field(default_factory=lambda: [80, 95], min_length=1)
+    intervals: Literal["conformal", "model"] = Field(
+        "conformal", description="conformal: calibrated on backtest errors (training.forecast.calibration); model: the model's own",
+    )
     max_workers: int = Field(2, ge=1)
     search: SearchSpace = SearchSpace()
     min_train: int = Field(16, ge=4, description="shortest history a SARIMAX is fitted on")

@@ -13,6 +13,9 @@ How a job runs through it (the hooks of `training.family.Family`):
   test windows (`scoring`), the seasonal-naive baseline and the champion alike.
 - The registered model is refit on all the data (`refit_on_all_data`): forecasts start where the
   data ends.
+- Intervals (`intervals: conformal`, the default) are calibrated on backtest errors of each fit's
+  recipes (`calibration`); the score puts them around every test fold's forecasts, so the logged
+  `best_coverage_80` / `baseline_coverage_80`... are those of the intervals served.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from serving.models.base import ForecasterModel
 from serving.models.forecaster import ForecastModel
 from training.family import Evaluation, Report, Split, TrialResult
 from training.forecast.backtest import Windows
+from training.forecast.calibration import calibrate_models
 from training.forecast.config import ForecastConfig
 from training.forecast.figures import (
     acf_figure,
@@ -119,8 +123,15 @@ class ForecasterFamily:
         return params
 
     def fit(self, feats: SeriesSet, params: dict[str, Any], cfg: ForecastConfig) -> ForecastModel:
-        """Every series' model (its `per_series` choice, else the shared params): the servable itself."""
+        """Every series' model (its `per_series` choice, else the shared params): the servable itself.
+
+        With `intervals: conformal` the intervals are calibrated on a backtest of the same recipes on the
+        last windows of `feats` (`calibration`): windows before the test origin for the candidate, the
+        test windows for the model refitted on all the data.
+        """
         models = fit_all(feats, params, cfg)
+        if cfg.intervals == "conformal":
+            calibrate_models(models, feats, params, cfg)
         return ForecastModel(models, feats.freq, cfg.season, list(cfg.levels), list(feats.exog_columns))
 
     def servable(self, fitted: ForecastModel, cfg: ForecastConfig) -> ForecastModel:
@@ -154,7 +165,8 @@ class ForecasterFamily:
         """Figures and tables of the registered model, and its recipes backtested again on the test windows.
 
         That backtest gives the candidate's score again (the same recipes on the same windows), now
-        with the per-fold table the per-fold figure needs.
+        with the per-fold table the per-fold figure needs; its coverage is that of the models' own
+        intervals (the registered model's conformal ones were calibrated on these very windows).
         """
         test = self.split(feats, cfg).test
         folds, losses = backtest_tables(test, model_params(fitted, test.series.ids)[0], cfg)
@@ -165,7 +177,7 @@ class ForecasterFamily:
             "test_error_per_fold": fold_error_figure(folds),
             "residual_acf": acf_figure(fitted, feats, ids),
         }
-        models = models_table(fitted)
+        models = models_table(fitted, list(cfg.levels))
         tables = {"test_series": ev.details, "test_folds": folds, "models": models}
         if not feats.partial.empty:
             tables["partial_periods"] = feats.partial
@@ -175,6 +187,7 @@ class ForecasterFamily:
             "final_series_fallback": float((models["method"] != "sarimax").sum()),
             "final_fits_failed": float((models["fit_failure"] != "").sum()),
             "final_convergence_warnings": float(models["convergence_warnings"].sum()),
+            "final_series_model_intervals": float(models["intervals"].str.contains("model").sum()),
         }
         return Report(figures=figures, tables=tables, metrics=metrics)
 

@@ -92,11 +92,15 @@ def acf_figure(model: ForecastModel, feats: SeriesSet, ids: list[str]) -> Figure
     return fig
 
 
-def models_table(model: ForecastModel) -> pd.DataFrame:
+def models_table(model: ForecastModel, levels: list[int] | None = None) -> pd.DataFrame:
+    """One row per series: what was fitted, why, and where each level's interval comes from."""
+    levels = levels or model.default_levels
     rows = []
     for uid, m in model.models.items():
+        intervals = m.conformal.describe(levels) if m.conformal is not None else ", ".join(f"{lv}: model" for lv in levels)
         rows.append({"unique_id": uid, "method": m.method, "model": Spec.from_params(m.params).label(),
                      "recipe": Spec.from_params(m.recipe).label() if m.recipe else "", "reason": m.reason,
                      "n_obs": m.n_obs, "last_ds": m.last_ds.date().isoformat(), "warnings": m.warnings,
-                     "convergence_warnings": m.convergence_warnings, "fit_failure": m.failure})
+                     "convergence_warnings": m.convergence_warnings, "fit_failure": m.failure,
+                     "intervals": intervals})
     return pd.DataFrame(rows)

@@ -31,6 +31,7 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 
 from features.series import SeriesSet
+from serving.models.intervals import Conformal
 from serving.models.series_model import Design, SeriesModel
 from training.forecast.config import ForecastConfig
 from training.forecast.parallel import run_parallel
@@ -155,10 +156,11 @@ class SeriesTask:
     user: pd.DataFrame | None
     spec: Spec
     note: str = ""
+    conformal: Conformal | None = None  # calibrated half-widths a backtest puts around each fold's forecasts
 
 
-def tasks(feats: SeriesSet, params: dict[str, Any]) -> list[SeriesTask]:
-    """One task per series with its spec: `params["per_series"][uid]` when given, else `params`."""
+def tasks(feats: SeriesSet, params: dict[str, Any], intervals: dict[str, Conformal] | None = None) -> list[SeriesTask]:
+    """One task per series with its spec (`params["per_series"][uid]` when given, else `params`) and its intervals."""
     per_series = params.get("per_series") or {}
     shared = {k: v for k, v in params.items() if k != "per_series"}
     out = []
@@ -166,7 +168,7 @@ def tasks(feats: SeriesSet, params: dict[str, Any]) -> list[SeriesTask]:
         own = per_series.get(uid, shared)
         user = frame[feats.exog_columns].reset_index(drop=True) if feats.exog_columns else None
         out.append(SeriesTask(str(uid), frame["y"].to_numpy(dtype="float64"), pd.DatetimeIndex(frame["ds"]),
-                              user, Spec.from_params(own), str(own.get("note", ""))))
+                              user, Spec.from_params(own), str(own.get("note", "")), (intervals or {}).get(str(uid))))
     return out
 
 

@@ -5,7 +5,9 @@ seasonal-naive baseline) through `series_specs()`: each series' recipe is refitt
 origin of the windows and its forecasts compared with what followed. Series the model lacks are
 scored as seasonal naive and counted (`series_not_in_model`). A trial (`evaluate_params`) is the
 same backtest of the trial's params, so it equals the score of the model `fit` would build from
-them on the windows' data, without fitting that model.
+them on the windows' data, without fitting that model (in every point metric; a trial's intervals
+are the models' own, not calibrated). A model's calibrated intervals (`series_intervals`) are put
+around each fold's forecasts, so the test coverage it logs is that of the intervals it serves.
 
 The objective is the mean MASE over series (a series' MASE is the mean over its folds); series
 whose MASE is undefined (a constant training part, or too short for any window) are counted and
@@ -22,6 +24,8 @@ import numpy as np
 import pandas as pd
 
 from serving.models.base import ForecasterModel
+from serving.models.forecaster import ForecastModel
+from serving.models.intervals import Conformal
 from training.family import Evaluation
 from training.forecast.backtest import LOSS_COLUMNS, SeriesBacktest, Windows
 from training.forecast.config import ForecastConfig
@@ -32,10 +36,15 @@ from training.forecast.spec import Context
 log = logging.getLogger(__name__)
 
 
-def backtest_tables(windows: Windows, params: dict[str, Any], cfg: ForecastConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(per-fold table, per-step losses) of every series of `windows` for `params` (shared or `per_series`)."""
+def backtest_tables(
+    windows: Windows, params: dict[str, Any], cfg: ForecastConfig, intervals: dict[str, Conformal] | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(per-fold table, per-step losses) of every series of `windows` for `params` (shared or `per_series`).
+
+    `intervals`: calibrated half-widths per series, put around every fold's forecasts (else the models' own).
+    """
     runner = SeriesBacktest(Context.of(windows.series, cfg), (windows.folds, windows.horizon, windows.step), list(cfg.levels))
-    parts = run_parallel(runner, tasks(windows.series, params), cfg.max_workers)
+    parts = run_parallel(runner, tasks(windows.series, params, intervals), cfg.max_workers)
     folds = pd.DataFrame([row for rows, _ in parts for row in rows])
     losses = [frame for _, frame in parts if len(frame)]
     losses_frame = pd.concat(losses, ignore_index=True) if losses else pd.DataFrame(columns=LOSS_COLUMNS)
@@ -75,9 +84,12 @@ def summarise(folds: pd.DataFrame, losses: pd.DataFrame | None, levels: list[int
     return Evaluation(objective=objective, metrics=metrics, details=per, losses=losses)
 
 
-def evaluate_params(windows: Windows, params: dict[str, Any], cfg: ForecastConfig, not_in_model: int = 0) -> Evaluation:
+def evaluate_params(
+    windows: Windows, params: dict[str, Any], cfg: ForecastConfig, not_in_model: int = 0,
+    intervals: dict[str, Conformal] | None = None,
+) -> Evaluation:
     """Backtest `params` on every series of `windows`: the Evaluation with its per-series table and losses."""
-    ev = summarise(*backtest_tables(windows, params, cfg), list(cfg.levels))
+    ev = summarise(*backtest_tables(windows, params, cfg, intervals), list(cfg.levels))
     ev.metrics["series_not_in_model"] = float(not_in_model)
     return ev
 
@@ -96,4 +108,5 @@ def score_model(model: ForecasterModel, windows: Windows, cfg: ForecastConfig) -
     params, missing = model_params(model, windows.series.ids)
     if missing:
         log.warning("%d series are not in the model and are scored as seasonal naive, e.g. %s", len(missing), missing[:5])
-    return evaluate_params(windows, params, cfg, len(missing))
+    intervals = model.series_intervals() if isinstance(model, ForecastModel) else {}  # other forecasters: their own
+    return evaluate_params(windows, params, cfg, len(missing), intervals)
