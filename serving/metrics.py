@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import gc
+import logging
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from bentoml.exceptions import InvalidArgument
 
 from serving.store import Served
+
+log = logging.getLogger("ecomlab.serving")
 
 
 class Metrics:
@@ -38,6 +41,20 @@ class Metrics:
             ["endpoint", "reason", "status"],
         )
         self.gc = GcPauses(prometheus_client)
+        self.drift = prometheus_client.Gauge(  # each worker's own window: the worst one shows
+            "ecomlab_input_drift", "PSI of a served model version's recent inputs against its reference profile, per feature",
+            ["model", "version", "feature"], multiprocess_mode="livemax",
+        )
+        self.on_scrape: list[Callable[[], None]] = []  # refreshed lazily when /metrics is read (drift gauges)
+
+    def scrape(self) -> None:
+        """Before BentoML renders /metrics: the GC pauses noted since the last request, then the lazy gauges."""
+        self.gc.flush()
+        for hook in self.on_scrape:
+            try:
+                hook()
+            except Exception:  # a gauge that cannot be refreshed must not fail the scrape
+                log.exception("refreshing a gauge before /metrics failed")
 
     def reject(self, endpoint: str, reason: str, status: int) -> None:
         self.rejections.labels(endpoint, reason, str(status)).inc()

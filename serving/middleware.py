@@ -2,8 +2,8 @@
 
 ErrorShape: every 4xx and 5xx leaves in the shape of serving.errors, counted by endpoint and reason
 and logged in one line. MediaTypeGuard: a body a route cannot read is 415. ModelGate: a model endpoint
-whose model is not loaded answers 503 with the reason; /readyz and GET /models[/{family}] answer from
-the store. FormGuard: a malformed form body is the client's 400, not BentoML's 500.
+whose model is not loaded answers 503 with the reason; /readyz, GET /models[/{family}] and GET
+/drift[/{family}] answer from the store and the drift windows. FormGuard: a malformed form body is the client's 400, not BentoML's 500.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from serving.answers import model_detail, models_answer
+from serving.drift import DriftMonitor
 from serving.errors import ApiError, error_response, reshape
 from serving.metrics import Metrics
 from serving.models.registry import FAMILIES
@@ -48,14 +49,17 @@ class ErrorShape:
     def endpoint(self, path: str) -> str:
         if path in self.endpoints:
             return path
-        return "/models/{family}" if path.startswith("/models/") else "other"
+        for prefix in ("/models/", "/drift/"):
+            if path.startswith(prefix):
+                return prefix + "{family}"
+        return "other"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         if scope.get("path") == "/metrics" and ErrorShape.metrics is not None:
-            ErrorShape.metrics.gc.flush()  # the pauses noted since the last model request, before BentoML renders
+            ErrorShape.metrics.scrape()  # GC pauses noted since the last model request and drift gauges, before BentoML renders
         start: Message | None = None
         chunks: list[bytes] = []
 
@@ -124,7 +128,8 @@ class MediaTypeGuard:
 class ModelGate:
     """A POST to a model route whose family has no model answers 503 + Retry-After with the reason;
     GET /readyz answers with its detail (models, reasons, registry error); GET /models and
-    GET /models/{family} answer from the store (BentoML's API routes are POST only).
+    GET /models/{family} answer from the store, GET /drift and /drift/{family} from the drift windows
+    (BentoML's API routes are POST only).
 
     BentoML renders every 5xx a handler raises as "An unexpected error has occurred", so the
     handler's error cannot say why (registry unreachable, alias missing, not servable...).
@@ -132,6 +137,7 @@ class ModelGate:
 
     ROUTES: dict[str, str] = {entry.route: entry.name for entry in FAMILIES.values()}
     store: ModelStore | None = None  # this worker's store, set by the service instance
+    drift: DriftMonitor | None = None  # this worker's drift windows, set by the service instance
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -152,6 +158,9 @@ class ModelGate:
         if store is not None and _is(scope, "GET") and (path in ("/readyz", "/models") or path.startswith("/models/")):
             await self.read(store, path)(scope, receive, send)
             return
+        if store is not None and ModelGate.drift is not None and _is(scope, "GET") and (path == "/drift" or path.startswith("/drift/")):
+            await self.read_drift(store, ModelGate.drift, path)(scope, receive, send)
+            return
         await self.app(scope, receive, send)
 
     @classmethod
@@ -164,6 +173,17 @@ class ModelGate:
             return JSONResponse(model_detail(store, path.removeprefix("/models/")).model_dump())
         except ApiError as exc:
             return exc.response()
+
+    @staticmethod
+    def read_drift(store: ModelStore, drift: DriftMonitor, path: str) -> JSONResponse:
+        """GET /drift (every configured model) or /drift/{family}: 404 for a family the service does not serve."""
+        if path == "/drift":
+            return JSONResponse(drift.answer(store).model_dump())
+        family = path.removeprefix("/drift/")
+        if family not in {m.family for m in store.settings.models}:
+            known = sorted(m.family for m in store.settings.models)
+            return ApiError(f"family: no model {family!r} is served (configured: {known})", status=404).response()
+        return JSONResponse(drift.answer(store, family).model_dump())
 
     @staticmethod
     def readiness(store: ModelStore) -> JSONResponse:

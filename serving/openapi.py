@@ -9,6 +9,7 @@ from typing import Any
 
 import attr
 
+from serving.drift import DriftResponse
 from serving.errors import openapi_errors
 from serving.middleware import ModelGate
 from serving.models.registry import FAMILIES
@@ -25,7 +26,11 @@ lifetime values from the registered champions (loaded once, never fitted in a re
 and /readyz stay open (and /metrics when `metrics_open` is set). JSON endpoints take `application/json`.
 
 **Models.** `GET /models` lists the served models; `GET /models/{family}` adds what a request may name
-(the forecaster's series ids, the segmenter's features, the recommender's k, the clv model's time unit)."""
+(the forecaster's series ids, the segmenter's features, the recommender's k, the clv model's time unit).
+
+**Drift.** `GET /drift` compares each served version's recent inputs (a sampled window) with the profile of its
+training inputs: PSI and a KS or chi-square p-value per feature, and a status (ok, warn, alert, insufficient);
+`GET /drift/{family}` for one model."""
 
 
 def package_version() -> str:
@@ -38,7 +43,7 @@ def package_version() -> str:
 
 def document(spec: Any, api_routes: frozenset[str]) -> Any:
     """BentoML's OpenAPI document with our header, the one error shape on every operation, POST /models
-    marked deprecated, and GET /models and GET /models/{family} (which ModelGate answers)."""
+    marked deprecated, and GET /models, /models/{family}, /drift and /drift/{family} (which ModelGate answers)."""
     from bentoml._internal.service.openapi.specification import Info, PathItem
 
     paths = dict(spec.paths)
@@ -63,8 +68,16 @@ def document(spec: Any, api_routes: frozenset[str]) -> Any:
         "One configured model and what a request may name: the forecaster's series ids, the segmenter's features and "
         "segment names, the recommender's k.", ModelDetail, (401, 404, 500), operationId="ecomlab__model_detail", parameters=[family],
     ))
+    paths["/drift"] = PathItem(get=read(
+        "Input drift of each served model version: PSI, p-value, window size and status per feature against the "
+        "reference profile of its training inputs.", DriftResponse, (401, 500), operationId="ecomlab__drift",
+    ))
+    paths["/drift/{family}"] = PathItem(get=read(
+        "Input drift of one served model version.", DriftResponse, (401, 404, 500), operationId="ecomlab__drift_family",
+        parameters=[family],
+    ))
     schemas = {k: v for k, v in spec.components["schemas"].items() if k not in ("InvalidArgument", "NotFound", "InternalServerError")}
-    for model in (ErrorResponse, ModelsResponse, ModelDetail):
+    for model in (ErrorResponse, ModelsResponse, ModelDetail, DriftResponse):
         schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
         schemas.update(schema.pop("$defs", {}))
         schemas[model.__name__] = schema

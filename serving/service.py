@@ -45,6 +45,7 @@ from serving.errors import (  # noqa: E402
     quiet_client_errors,
     too_large,
 )
+from serving.drift import DriftMonitor  # noqa: E402
 from serving.metrics import Metrics  # noqa: E402
 from serving.middleware import ErrorShape, FormGuard, MediaTypeGuard, ModelGate  # noqa: E402
 from serving.models.registry import FAMILIES  # noqa: E402
@@ -102,6 +103,9 @@ class EcomlabService:
         self.settings = load_settings()
         self.metrics = Metrics()
         self.store = ModelStore(self.settings)
+        self.drift = DriftMonitor(self.settings.drift, gauge=self.metrics.drift)
+        self.metrics.on_scrape.append(lambda: self.drift.refresh(self.store))
+        ModelGate.drift = self.drift
         self._limiter: anyio.CapacityLimiter | None = None  # made on the event loop, at the first big request
         ModelGate.store = self.store
         ErrorShape.metrics = self.metrics
@@ -163,6 +167,7 @@ class EcomlabService:
                 SegmentResult(customer_id=c.customer_id, segment_id=int(i), segment_name=str(model.names[i]))
                 for c, i in zip(customers, ids, strict=True)
             ]
+        self.drift.record(served, lambda: {f: x[:, i] for i, f in enumerate(model.features)})
         return SegmentResponse(model=served.name, version=served.version, segments=results)
 
     @bentoml.api(route=FORECASTER.route, input_spec=ForecastRequest)
@@ -188,6 +193,7 @@ class EcomlabService:
                 except ValueError as exc:
                     raise bad_input(f"queries[{i}]", exc) from None
                 answers.append(series_answer(fc))
+        self.drift.record(served, lambda: {"series_id": [q.series_id for q in queries]})
         return ForecastResponse(model=served.name, version=served.version, forecasts=answers)
 
     @bentoml.api(route=RECOMMENDER.route, input_spec=RecommendRequest)
@@ -215,6 +221,7 @@ class EcomlabService:
             except ValueError as exc:
                 raise bad_input("baskets", exc) from None
             results = [basket_answer(r) for r in recs]
+        self.drift.record(served, lambda: {"items": [i for b in baskets for i in b.items], "basket_size": [len(b.items) for b in baskets]})
         return RecommendResponse(model=served.name, version=served.version, results=results)
 
     @bentoml.api(route=CLV.route, input_spec=ClvRequest)
@@ -239,6 +246,7 @@ class EcomlabService:
             raise BadRequest(str(exc), fields=[{"field": field, "message": message}]) from None
         with self.metrics.observe(served, len(customers)):
             values = model.value(frequency, recency, T, monetary, h, d)
+        self.drift.record(served, lambda: {"frequency": frequency, "recency": recency, "T": T, "monetary": monetary})
         return ClvResponse(model=served.name, version=served.version, unit=model.unit, horizon=h, discount_rate=d,
                            customers=clv_answer(customers, values))
 

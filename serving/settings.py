@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from features.config_io import Strict, parse_model, read_yaml
 from serving.models.registry import known_family
@@ -33,6 +33,25 @@ class Limits(Strict):
     max_body_bytes: int = Field(50 * 1024 * 1024, ge=1024)
 
 
+class DriftSettings(Strict):
+    """Input drift per served model version: a sampled, bounded window per version against its reference profile."""
+
+    enabled: bool = Field(True, description="false: record nothing on the request path (GET /drift says so)")
+    window: int = Field(2000, ge=10, le=1_000_000, description="recent input rows kept per feature and served version")
+    sample_rate: float = Field(1.0, gt=0, le=1, description="share of model requests whose rows are recorded")
+    min_window: int = Field(1000, ge=1, description="rows a feature needs before it gets a status other than insufficient (at 500 a 21-bin categorical feature false-alarms ~1% of windows)")
+    warn_psi: float = Field(0.1, gt=0, description="PSI from which a feature warns (Evidently's 0.1)")
+    alert_psi: float = Field(0.25, gt=0, description="PSI from which a feature alerts (Evidently's 0.25)")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> DriftSettings:
+        if self.alert_psi < self.warn_psi:
+            raise ValueError(f"alert_psi ({self.alert_psi}) must be at least warn_psi ({self.warn_psi})")
+        if self.min_window > self.window:
+            raise ValueError(f"min_window ({self.min_window}) must not exceed window ({self.window})")
+        return self
+
+
 class ServeSettings(Strict):
     host: str = "127.0.0.1"
     port: int = Field(3000, ge=1, le=65535)
@@ -45,6 +64,7 @@ class ServeSettings(Strict):
     workers: int = Field(1, ge=1)
     timeout_s: float = Field(60.0, gt=0, description="seconds a request may wait for its answer to start, then 504")
     access_log: bool = Field(True, description="BentoML's access log line per request (about 14% of a small request's CPU)")
+    drift: DriftSettings = DriftSettings()
 
     @field_validator("models")
     @classmethod

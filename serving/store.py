@@ -19,12 +19,12 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
 
+from serving.drift_profile import read_profile  # noqa: E402
 from serving.models.registry import NotServable, unwrap  # noqa: E402
 from serving.settings import ModelSpec, ServeSettings  # noqa: E402
-from serving.tracking_uri import redact, resolve_tracking_uri, scrub  # noqa: E402
+from serving.tracking_uri import is_unreachable, redact, resolve_tracking_uri, scrub  # noqa: E402
 
 log = logging.getLogger("ecomlab.serving")
-UNREACHABLE = ("connection", "unreachable", "timed out", "max retries", "unable to open database", "operationalerror")
 
 __all__ = ["ModelStore", "ModelUnavailable", "Served", "redact"]
 
@@ -41,6 +41,7 @@ class Served:
     model: Any
     metrics: dict[str, float]
     loaded_at: float
+    profile: dict[str, Any] | None = None  # the reference profile of its training inputs (drift); None before profiles
 
 
 @dataclass
@@ -180,7 +181,8 @@ class ModelStore:
             self._status.rejected[spec.family] = (version, f"version {version}: {exc}")
             raise NotServable(self._status.rejected[spec.family][1]) from None
         metrics = _run_metrics(client, mv.run_id)
-        served = Served(spec.family, spec.name, spec.alias, version, mv.run_id or "", model, metrics, time.time())
+        served = Served(spec.family, spec.name, spec.alias, version, mv.run_id or "", model, metrics, time.time(),
+                        read_profile(loaded))
         new = dict(self._status.served)
         new[spec.family] = served
         self._status.served = new  # one reference assignment: requests see the old or the new dict
@@ -217,7 +219,3 @@ def _first_line(exc: Exception) -> str:
     return lines[0] if lines else ""
 
 
-def is_unreachable(exc: Exception) -> bool:
-    """Whether MLflow's error says the registry or artifact store could not be reached."""
-    text = f"{type(exc).__name__} {exc}".lower()
-    return any(word in text for word in UNREACHABLE)

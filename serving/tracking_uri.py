@@ -13,6 +13,8 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 HIDDEN = "***"
+#: words of an MLflow error that say the store could not be reached (not that it refused a request)
+UNREACHABLE = ("connection", "unreachable", "timed out", "max retries", "unable to open database", "operationalerror")
 #: the port a network store listens on when its URI names none
 DEFAULT_PORTS = {"http": 80, "https": 443, "postgresql": 5432, "postgres": 5432, "mysql": 3306, "mssql": 1433}
 
@@ -110,3 +112,8 @@ def check_reachable(uri: str, timeout: float = 5.0) -> None:
     reason = unreachable(uri, timeout)
     if reason:
         raise StoreUnreachable(f"{reason}; start it, or point MLFLOW_TRACKING_URI / --tracking-uri at a running one")
+
+def is_unreachable(exc: Exception) -> bool:
+    """Whether MLflow's error says the registry or artifact store could not be reached."""
+    text = f"{type(exc).__name__} {exc}".lower()
+    return any(word in text for word in UNREACHABLE)

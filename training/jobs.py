@@ -29,6 +29,7 @@ from training.families import family_for
 from training.family import Evaluation, Split
 from training.gate import gate_tags, run_gate
 from training.identity import evaluation_identity
+from training.profiles import reference_profile
 from training.tuning import POLL_SECONDS, StudyResult, TrialRuns, WorkerResult, collect, end_abandoned_runs, open_study, run_study, work
 
 log = logging.getLogger(__name__)
@@ -132,7 +133,8 @@ def run_loaded_job(
         tracking.log_metrics(report.metrics)
         tracking.log_losses(dict(report.losses))
         hooks.stage("logging and registering the model")
-        logged = tracking.log_model(model, *family.example(model, fitted, model_cfg))
+        profile = reference_profile(family.name, feats if family.refit_on_all_data else split.train, model)
+        logged = tracking.log_model(model, *family.example(model, fitted, model_cfg), profile=profile)
         scores = Scores(family.direction, family.objective_name, candidate.objective, baseline.objective)
         evaluated = (candidate, baseline)
         decision = _register_and_decide(job, family, model_cfg, logged, split.test, scores, evaluated, replace_unloadable)

@@ -138,12 +138,14 @@ class FakeStore:
 
 def service(**limits: int) -> Any:
     """The service's handlers on stand-in models, without BentoML's runtime (no __init__: no registry)."""
+    from serving.drift import DriftMonitor
     from serving.service import EcomlabService
 
     svc = EcomlabService.inner.__new__(EcomlabService.inner)
     svc.settings = settings(**limits)
     svc.store = FakeStore(svc.settings, {f: cls() for f, cls in MODELS.items()})
     svc.metrics = SimpleNamespace(observe=lambda served, rows: nullcontext())
+    svc.drift = DriftMonitor(svc.settings.drift)  # the stand-ins carry no reference profile: nothing is recorded
     return svc
 
 

@@ -5,6 +5,6 @@ imported first: it sets the telemetry and plotting environment before any librar
 """
 
 from training.cli.app import app  # isort: skip
-from training.cli import data, kpis, train, models, rules, runs, serve, quickstart, score  # noqa: F401, E402  (registers the commands)
+from training.cli import data, kpis, train, models, rules, runs, serve, quickstart, score, drift  # noqa: F401, E402  (registers the commands)
 
 __all__ = ["app"]

@@ -13,6 +13,7 @@ import mlflow
 import pandas as pd
 from mlflow.models import infer_signature
 
+from features.profile import PROFILE_ARTIFACT, PROFILE_FILE
 from serving.models.registry import code_paths
 from training.tracking.runs import _finite, _short, flatten, pip_requirements
 
@@ -85,14 +86,24 @@ class LoggedModel:
     run_id: str
 
 
-def log_model(python_model: Any, input_example: pd.DataFrame, output_example: Any, name: str = "model") -> LoggedModel:
+def log_model(
+    python_model: Any, input_example: pd.DataFrame, output_example: Any, name: str = "model",
+    profile: dict[str, Any] | None = None,
+) -> LoggedModel:
     """Log a servable model with its code, explicit pip requirements, a signature and an input example.
 
     The code of `serving` and `features` travels with the model, so it loads and predicts where
-    `training` cannot be imported (a Spark worker, `ecomlab score`, the service).
+    `training` cannot be imported (a Spark worker, `ecomlab score`, the service). The reference
+    `profile` of its training inputs lands in the model folder (artifacts/reference_profile.json),
+    so whatever loads the model finds the profile beside it (drift).
     """
     signature = infer_signature(input_example, output_example)
     with tempfile.TemporaryDirectory() as tmp:
+        artifacts = None
+        if profile is not None:
+            path = Path(tmp) / PROFILE_FILE
+            path.write_text(json.dumps(profile))
+            artifacts = {PROFILE_ARTIFACT: str(path)}
         info = mlflow.pyfunc.log_model(
             name=name,
             python_model=python_model,
@@ -100,6 +111,7 @@ def log_model(python_model: Any, input_example: pd.DataFrame, output_example: An
             input_example=input_example,
             pip_requirements=pip_requirements(),
             code_paths=_staged_code(Path(tmp)),
+            artifacts=artifacts,
         )
     return LoggedModel(info.model_uri, mlflow.active_run().info.run_id)
 
