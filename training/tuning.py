@@ -34,6 +34,7 @@ from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback, fail_s
 from optuna.trial import FrozenTrial, TrialState
 
 from features.config_io import ConfigError
+from serving.tracking_uri import is_unreachable
 from serving.tracking_uri import redact
 from training import tracking
 from training.config import Tuning
@@ -149,11 +150,21 @@ def _objective(
     evaluations: dict[int, TrialResult], keep_details: bool, claim: Callable[[optuna.Trial], None] | None = None,
 ) -> Callable[[optuna.Trial], float]:
     lock = threading.Lock()
+    lost: list[str] = []  # why the tracking store stopped answering, if it did: the study stops
+
+    def tracked(trial: optuna.Trial, call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        try:
+            return call(*args, **kwargs)
+        except Exception as exc:
+            if is_unreachable(exc):  # every later trial would fail the same way: stop instead of churning
+                lost.append(f"{type(exc).__name__}: {str(exc).splitlines()[0][:500] if str(exc) else ''}")
+                trial.study.stop()
+            raise
 
     def objective(trial: optuna.Trial) -> float:
         if claim is not None:
             claim(trial)
-        run_id = tracking.start_trial_run(runs.parent_id, runs.experiment_id, trial.number) if runs else None
+        run_id = tracked(trial, tracking.start_trial_run, runs.parent_id, runs.experiment_id, trial.number) if runs else None
         worker = f"{socket.gethostname()}:{os.getpid()}"
         if run_id:  # written now: a killed worker's run is ended by `end_abandoned_runs`
             trial.set_user_attr("run", {"worker": worker, "run_id": run_id, "parent_run": runs.parent_id})
@@ -163,12 +174,12 @@ def _objective(
             ev = family.evaluate(train, valid, params, model_cfg)
         except Exception as exc:  # a failing trial is recorded with its traceback, the study goes on
             if run_id:
-                tracking.end_trial_run(run_id, params, {}, error=f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}")
+                tracked(trial, tracking.end_trial_run, run_id, params, {}, error=f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}")
             trial.set_user_attr("error", f"{type(exc).__name__}: {exc}")
             raise
         metrics = {family.objective_name: ev.objective, **ev.metrics}
         if run_id:
-            tracking.end_trial_run(run_id, params, metrics)
+            tracked(trial, tracking.end_trial_run, run_id, params, metrics)
         result: dict[str, Any] = {"params": params, "metrics": {k: float(v) for k, v in metrics.items()}, "worker": worker}
         if keep_details and ev.details is not None:  # another process's `select` reads them back (`collect`)
             result["details"] = ev.details.to_json(orient="split", date_format="iso")
@@ -177,7 +188,21 @@ def _objective(
             evaluations[trial.number] = TrialResult(params, ev)
         return ev.objective
 
+    objective.lost = lost  # type: ignore[attr-defined]
     return objective
+
+
+class TrackingLost(RuntimeError):
+    """The tracking store stopped answering during tuning, beyond MLflow's own retries."""
+
+
+def _check_tracking(objective: Callable[[optuna.Trial], float]) -> None:
+    lost = getattr(objective, "lost", [])
+    if lost:
+        raise TrackingLost(
+            "the tracking store stopped answering during tuning, beyond MLflow's retries "
+            f"(MLFLOW_HTTP_REQUEST_MAX_RETRIES, _BACKOFF_FACTOR): {lost[0]}"
+        )
 
 
 def run_study(
@@ -199,6 +224,7 @@ def run_study(
         objective, n_trials=tuning.n_trials, timeout=tuning.timeout, n_jobs=tuning.n_jobs,
         catch=(Exception,), callbacks=callbacks, gc_after_trial=False,
     )
+    _check_tracking(objective)
     return _result(study, evaluations)
 
 
@@ -250,6 +276,7 @@ def work(
                 fail_stale_trials(study)  # (`optimize` checks too, before each trial)
             continue
         study.optimize(objective, n_trials=1, catch=(Exception,), callbacks=[tally], gc_after_trial=False)
+        _check_tracking(objective)
     return WorkerResult(mine[TrialState.COMPLETE], mine[TrialState.FAIL], mine[TrialState.PRUNED],
                         state_counts(study)[TrialState.COMPLETE])
 

@@ -120,7 +120,15 @@ def run_train(job: Any, model_cfg: Any, replace_unloadable: bool = False, worker
     except typer.Exit:
         raise
     except Exception as exc:  # a failed job: one line, the details are in the MLflow run
-        fail(f"{type(exc).__name__}: {exc}", "job failed")
+        from serving.tracking_uri import is_unreachable
+        from serving.tracking_uri import redact, resolve_tracking_uri
+
+        if is_unreachable(exc) or type(exc).__name__ == "TrackingLost":  # nothing reached the run: say so
+            uri = redact(resolve_tracking_uri(job.tracking_uri))
+            fail(f"the tracking store at {uri} stopped answering during the job, beyond MLflow's retries "
+                 f"(MLFLOW_HTTP_REQUEST_MAX_RETRIES); nothing was registered: {str(exc).splitlines()[0][:300]}", "job failed")
+        else:
+            fail(f"{type(exc).__name__}: {exc}", "job failed")
         if os.environ.get("ECOMLAB_DEBUG"):
             raise
         return None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 import mlflow
@@ -31,7 +32,40 @@ class Decision:
     gate: dict[str, Any] = field(default_factory=dict)  # the registry gate's setting and paired tests (training.gate)
 
 
+#: what a logged pyfunc model cannot load without (training/tracking/artifacts.py `log_model` writes them)
+REQUIRED_ARTIFACTS = ("MLmodel", "python_model.pkl", "requirements.txt", "code")
+
+
+class ArtifactsMissing(RuntimeError):
+    """A logged model's artifacts are not all in the artifact store: it is not registered."""
+
+
+def missing_artifacts(model: LoggedModel) -> list[str]:
+    """What of REQUIRED_ARTIFACTS the store does not hold for `model` (an empty file or folder counts as missing).
+
+    Read back from the store, not assumed from the log call: a tracking server restarted while a job
+    logged its model may have lost an upload that the client's retries did not redo.
+    """
+    import mlflow.artifacts
+
+    root = mlflow.get_logged_model(model.uri.removeprefix("models:/")).artifact_location
+    found = {Path(f.path).name: f for f in mlflow.artifacts.list_artifacts(artifact_uri=root)}
+    missing = []
+    for name in REQUIRED_ARTIFACTS:
+        entry = found.get(name)
+        if entry is None or (not entry.is_dir and not entry.file_size):
+            missing.append(name)
+        elif entry.is_dir and not mlflow.artifacts.list_artifacts(artifact_uri=f"{root}/{name}"):
+            missing.append(f"{name}/")
+    return missing
+
+
 def register(model: LoggedModel, name: str) -> str:
+    """Register `model` under `name`, only once its artifacts are all in the store (else ArtifactsMissing)."""
+    missing = missing_artifacts(model)
+    if missing:
+        raise ArtifactsMissing(f"model {model.uri} of run {model.run_id} is not registered: the artifact store "
+                               f"lacks {', '.join(missing)} (was the tracking server restarted while it was logged?)")
     version = mlflow.register_model(model.uri, name, await_registration_for=60)
     return str(version.version)
 

@@ -108,9 +108,16 @@ def _failure_logged() -> Iterator[None]:
     try:
         yield
     except BaseException as exc:
-        mlflow.log_text(traceback.format_exc(), "error/traceback.txt")
-        mlflow.set_tag("ecomlab.error", f"{type(exc).__name__}: {exc}"[:4000])
+        if not _store_lost(exc):  # a store that stopped answering would only make each call retry again
+            mlflow.log_text(traceback.format_exc(), "error/traceback.txt")
+            mlflow.set_tag("ecomlab.error", f"{type(exc).__name__}: {exc}"[:4000])
         raise
+
+
+def _store_lost(exc: BaseException) -> bool:
+    from serving.tracking_uri import is_unreachable
+
+    return isinstance(exc, Exception) and (type(exc).__name__ == "TrackingLost" or is_unreachable(exc))
 
 
 def experiment_of(run_id: str) -> str:
