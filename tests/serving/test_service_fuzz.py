@@ -28,11 +28,10 @@ from schemathesis.checks import not_a_server_error
 from tests.helpers import AUTH
 from tests.service_harness import Server
 
-pytestmark = [pytest.mark.service, pytest.mark.timeout(180)]
+pytestmark = [pytest.mark.service, pytest.mark.timeout(300)]  # a hang guard only: the work is bounded by example counts
 
 EXAMPLES = {GenerationMode.POSITIVE: 25, GenerationMode.NEGATIVE: 20}  # per operation
 DERANDOMIZE = True
-BUDGET_S = 45  # each fuzz test; over it the test fails and names the operations it did not reach
 MUST_COVER = ("/segment", "/forecast", "/recommend", "/models", "/kpis", "/kpis/upload", "/healthz", "/readyz")
 
 
@@ -47,10 +46,8 @@ def test_no_server_error_for_any_input(server: Server) -> None:
     failures: list[str] = []
     counts: dict[str, int] = {}
     with requests.Session() as session:  # one keep-alive connection for the whole run
-        for n, op in enumerate(operations):
+        for op in operations:
             label = f"{op.method.upper()} {op.path}"
-            if time.time() - started > BUDGET_S:
-                pytest.fail(f"fuzz budget of {BUDGET_S} s spent before {[o.path for o in operations[n:]]}")
             for mode, examples in EXAMPLES.items():
 
                 @given(case=op.as_strategy(generation_mode=mode))
@@ -167,8 +164,6 @@ def test_plausible_bodies_with_extreme_values_never_5xx(server: Server) -> None:
     statuses: dict[str, Counter[int]] = {}
     with requests.Session() as session:
         for op, key in targets:
-            if time.time() - started > BUDGET_S:
-                pytest.fail(f"fuzz budget of {BUDGET_S} s spent before {op.path}")
             examples = DEEP_EXAMPLES[op.path if op.path in DEEP_EXAMPLES else "/kpis/"]
 
             @given(body=bodies[key])
