@@ -10,10 +10,11 @@ BentoML adaptive batching on /segment. Each level is bounded by a request count 
 every server is stopped at the end. Prints per target and level: requests, errors, throughput,
 p50/p99 latency, the server's CPU per request (process CPU time of the server and its workers over
 the level / requests), the client's CPU share (client and servers share the machine's cores), and
-the full GC passes the service made during the level with the bucket bound of the longest.
+the full GC passes the service made during the level with the bucket bound of the longest. A service
+with input-drift tracking off ("no drift", `drift.enabled: false`) gives drift tracking's cost.
 
     uv run python bench/serve.py --store DIR [--requests 4000] [--duration 20] [--levels 1,10,100]
-        [--targets segment,before,raw,mlflow,forecast,recommend,clv] [--workers 1] [--no-batching]
+        [--targets segment,nodrift,before,raw,mlflow,forecast,recommend,clv] [--workers 1] [--no-batching]
 
 DIR holds mlflow.db (and mlartifacts/) from `ecomlab quickstart` run in DIR.
 """
@@ -43,7 +44,7 @@ CUSTOMER = {"customer_id": "c1", "recency": 12.0, "frequency": 9.0, "monetary": 
             "tenure": 400.0, "aov": 94.4, "return_rate": 0.02}
 CLV_CUSTOMER = {"customer_id": "c1", "frequency": 4.0, "recency": 30.0, "T": 40.0, "monetary": 25.0}
 BATCHED_SERVICE = "BatchedSegmentService"
-ALL_TARGETS = "segment,before,raw,mlflow,forecast,recommend,clv"
+ALL_TARGETS = "segment,nodrift,before,raw,mlflow,forecast,recommend,clv"
 
 
 # ---- servers ----
@@ -77,11 +78,12 @@ def launch(name: str, argv: list[str], env: dict[str, str], work: Path, ready_pa
     return server
 
 
-def serve_config(work: Path, workers: int) -> Path:
-    """Service settings for the bench: the quickstart champions, hot reload off."""
+def serve_config(work: Path, workers: int, drift: bool = True) -> Path:
+    """Service settings for the bench: the quickstart champions, hot reload off, drift tracking on or off."""
     models = [{"family": f, "name": f"ecomlab-{f}", "alias": "champion"} for f in ("segmenter", "forecaster", "recommender", "clv")]
-    cfg = {"host": "127.0.0.1", "port": 3000, "models": models, "reload_interval_s": 0, "workers": workers}
-    path = work / "serve.yaml"
+    cfg = {"host": "127.0.0.1", "port": 3000, "models": models, "reload_interval_s": 0, "workers": workers,
+           "drift": {"enabled": drift}}
+    path = work / ("serve.yaml" if drift else "serve-nodrift.yaml")
     path.write_text(yaml.safe_dump(cfg))
     return path
 
@@ -183,10 +185,10 @@ def summary(results: dict[tuple[str, int], Level], levels: list[int]) -> None:
 
     seg = "bentoml /segment"
     print("\n/segment throughput ratios (service / other)")
-    print(f"  {'clients':>7} {'/ raw ASGI floor':>17} {'/ before fixes':>15} {'/ mlflow':>9}")
+    print(f"  {'clients':>7} {'/ raw ASGI floor':>17} {'/ before fixes':>15} {'/ no drift':>11} {'/ mlflow':>9}")
     for n in levels:
         print(f"  {n:>7} {ratio(seg, 'raw ASGI /segment', n):>17} {ratio(seg, 'before /segment', n):>15} "
-              f"{ratio(seg, 'mlflow /invocations', n):>9}")
+              f"{ratio(seg, 'no drift /segment', n):>11} {ratio(seg, 'mlflow /invocations', n):>9}")
     batched = [n for n in levels if ("bentoml batched /segment", n) in results]
     if batched:
         print("\nAdaptive batching on /segment (batched / plain BentoML throughput, p99)")
@@ -209,6 +211,11 @@ def summary(results: dict[tuple[str, int], Level], levels: list[int]) -> None:
         if gc is not None:
             checks.append(("no full GC pass > 20 ms at 100 clients", gc[0] == 0 or gc[1] <= 20,
                            f"{gc[0]} full passes, longest <= {gc[1]:g} ms"))
+    for n in levels:
+        on, off = results.get((seg, n)), results.get(("no drift /segment", n))
+        if on and off and off.throughput:
+            checks.append((f"throughput with drift tracking >= 90% of without, {n} clients", on.throughput >= 0.9 * off.throughput,
+                           f"{on.throughput:,.0f} vs {off.throughput:,.0f} req/s = {on.throughput / off.throughput:.0%}"))
     cpu = [results[(seg, n)].cpu_ms_per_request for n in levels if (seg, n) in results]
     if cpu:
         checks.append(("server CPU per request <= 0.35 ms", max(cpu) <= 0.35, " / ".join(f"{c:.3f}" for c in cpu) + " ms"))
@@ -224,7 +231,8 @@ def summary(results: dict[tuple[str, int], Level], levels: list[int]) -> None:
 
 def same_answers(answers: dict[str, dict]) -> None:
     """The /segment answers of the service, the before variant and the raw floor must be equal."""
-    seg = [(k, v) for k, v in answers.items() if k in ("bentoml /segment", "before /segment", "raw ASGI /segment")]
+    seg = [(k, v) for k, v in answers.items()
+           if k in ("bentoml /segment", "no drift /segment", "before /segment", "raw ASGI /segment")]
     if len(seg) > 1:
         first = seg[0][1]
         for name, answer in seg[1:]:
@@ -259,8 +267,8 @@ def run(args: argparse.Namespace, work: Path) -> None:
         finally:
             server.stop()
 
-    def service(name: str, env: dict[str, str], prefix: str) -> tuple[Server, Any]:
-        server = start_bentoml(work, uri, config, "serving.service:EcomlabService", name, env)
+    def service(name: str, env: dict[str, str], prefix: str, settings: Path = config) -> tuple[Server, Any]:
+        server = start_bentoml(work, uri, settings, "serving.service:EcomlabService", name, env)
         pid, metrics = server.process.pid, server.url + "/metrics"
 
         def target(route: str, body: dict) -> Target:
@@ -274,6 +282,9 @@ def run(args: argparse.Namespace, work: Path) -> None:
         bodies = {"segment": segment_body, "forecast": forecast_body, "recommend": recommend_body,
                   "clv": {"customers": [CLV_CUSTOMER]}}
         run_targets(server, [target(f"/{k}", v) for k, v in bodies.items() if k in wanted])
+    if "nodrift" in wanted:
+        server, target = service("bentoml-nodrift", {}, "no drift", serve_config(work, args.workers, drift=False))
+        run_targets(server, [target("/segment", segment_body)])
     if "before" in wanted:
         server, target = service("bentoml-before", {"ECOMLAB_BENTOML_FIXES": "off"}, "before")
         run_targets(server, [target("/segment", segment_body)])

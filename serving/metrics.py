@@ -46,6 +46,7 @@ class Metrics:
             ["model", "version", "feature"], multiprocess_mode="livemax",
         )
         self.on_scrape: list[Callable[[], None]] = []  # refreshed lazily when /metrics is read (drift gauges)
+        self._children: dict[tuple[str, str, str], tuple[Any, Any]] = {}
 
     def scrape(self) -> None:
         """Before BentoML renders /metrics: the GC pauses noted since the last request, then the lazy gauges."""
@@ -59,22 +60,30 @@ class Metrics:
     def reject(self, endpoint: str, reason: str, status: int) -> None:
         self.rejections.labels(endpoint, reason, str(status)).inc()
 
+    def _counters(self, served: Served) -> tuple[Any, Any]:
+        """(requests, predictions) children of a served version, looked up once: `labels()` costs a few µs."""
+        labels = (served.family, served.name, served.version)
+        found = self._children.get(labels)
+        if found is None:
+            found = self._children[labels] = (self.requests.labels(*labels), self.predictions.labels(*labels))
+        return found
+
     @contextmanager
     def observe(self, served: Served, rows: int) -> Iterator[None]:
         """Count one request of `rows` rows; a rejected input and a failure are counted apart."""
-        labels = (served.family, served.name, served.version)
-        self.requests.labels(*labels).inc()
+        requests, predictions = self._counters(served)
+        requests.inc()
         try:
             yield
         except InvalidArgument:
-            self.errors.labels(*labels, "bad_input").inc()
+            self.errors.labels(served.family, served.name, served.version, "bad_input").inc()
             raise
         except Exception:
-            self.errors.labels(*labels, "failure").inc()
+            self.errors.labels(served.family, served.name, served.version, "failure").inc()
             raise
         finally:
             self.gc.flush()
-        self.predictions.labels(*labels).inc(rows)
+        predictions.inc(rows)
 
 
 class GcPauses:

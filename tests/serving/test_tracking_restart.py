@@ -42,7 +42,10 @@ def long_job(folder: Path, trials: int) -> Path:
 
 
 def run_job(config: Path, url: str, **env: str) -> subprocess.Popen[str]:
-    full = {**os.environ, **QUIET, "MLFLOW_TRACKING_URI": url, **env}
+    """`ecomlab train` as a user starts it: MLflow's own retry settings, not the ones this test process may
+    carry (importing serving.store bounds them for the service)."""
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_HTTP_REQUEST_")}
+    full = {**inherited, **QUIET, "MLFLOW_TRACKING_URI": url, **env}
     return subprocess.Popen([ECOMLAB, "train", str(config)], cwd=config.parent, env=full,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
