@@ -24,6 +24,7 @@ from serving.settings import DriftSettings
 from serving.store import ModelStore, Served
 
 RANK = {"insufficient": 0, "ok": 1, "warn": 2, "alert": 3}
+FLUSH_EVERY = 128  # requests queued per window before their rows are copied into the rings
 Columns = dict[str, Any]  # feature -> raw values of the recorded rows (numbers, or category labels)
 
 
@@ -64,28 +65,42 @@ class Window:
         self.specs: dict[str, dict[str, Any]] = self.profile["features"]
         self.codes = {f: category_codes(s["categories"]) for f, s in self.specs.items() if s["kind"] == "categorical"}
         self.rings = {f: Ring(size, np.float64 if s["kind"] == "numeric" else np.int32) for f, s in self.specs.items()}
+        self.pending: list[Columns] = []  # at most FLUSH_EVERY requests' columns, not yet in the rings
         self.lock = threading.Lock()
 
     def push(self, columns: Columns) -> None:
-        arrays = []
-        for feature, values in columns.items():
-            ring = self.rings.get(feature)
-            if ring is None:
+        """Queue one request's columns; every FLUSH_EVERY requests they go into the rings in one pass per
+        feature (a 1-row request's arrays cost more to copy one by one than the request's own model call)."""
+        with self.lock:
+            self.pending.append(columns)
+            if len(self.pending) >= FLUSH_EVERY:
+                self._flush()
+
+    def flush(self) -> None:
+        """The queued requests' rows into the rings now (reads flush first by themselves)."""
+        with self.lock:
+            self._flush()
+
+    def _flush(self) -> None:
+        """Move the queued columns into the rings (the caller holds the lock)."""
+        pending, self.pending = self.pending, []
+        for feature, ring in self.rings.items():
+            parts = [c[feature] for c in pending if feature in c]
+            if not parts:
                 continue
             codes = self.codes.get(feature)
             if codes is None:
-                arrays.append((ring, np.asarray(values, dtype=np.float64)))
+                new = np.concatenate([np.asarray(v, dtype=np.float64).ravel() for v in parts])
             else:
                 other = len(codes)
-                arrays.append((ring, np.fromiter((codes.get(str(v), other) for v in values), dtype=np.int32)))
-        with self.lock:
-            for ring, new in arrays:
-                ring.push(new)
+                new = np.fromiter((codes.get(str(v), other) for values in parts for v in values), dtype=np.int32)
+            ring.push(new)
 
     def counts(self, feature: str) -> np.ndarray:
         """Bin counts of the feature's window under its profile."""
         spec, ring = self.specs[feature], self.rings[feature]
         with self.lock:
+            self._flush()
             values = ring.view()
         bins = len(spec["shares"])
         if spec["kind"] == "numeric":

@@ -45,6 +45,7 @@ from serving.errors import (  # noqa: E402
     quiet_client_errors,
     too_large,
 )
+from serving.dashboard.routes import DashboardData, DashboardPage  # noqa: E402
 from serving.drift import DriftMonitor  # noqa: E402
 from serving.metrics import Metrics  # noqa: E402
 from serving.middleware import ErrorShape, FormGuard, MediaTypeGuard, ModelGate  # noqa: E402
@@ -108,6 +109,7 @@ class EcomlabService:
         ModelGate.drift = self.drift
         self._limiter: anyio.CapacityLimiter | None = None  # made on the event loop, at the first big request
         ModelGate.store = self.store
+        DashboardData.store = self.store
         ErrorShape.metrics = self.metrics
         quiet_client_errors()
         self.store.refresh()
@@ -298,10 +300,12 @@ API_ROUTES = frozenset(api.route for api in EcomlabService.apis.values())
 
 # outermost first: every answer passes ErrorShape; a wrong token is refused before the body is looked at
 EcomlabService.add_asgi_middleware(ErrorShape, endpoints=API_ROUTES | {"/models/{family}", "/metrics", "/docs.json"})
+EcomlabService.add_asgi_middleware(DashboardPage)  # the page and its files hold no data: open, like the probes
 EcomlabService.add_asgi_middleware(TokenAuth, token_env=SETTINGS.api_token_env, open_paths=open_paths(SETTINGS.metrics_open))
 EcomlabService.add_asgi_middleware(MediaTypeGuard, json_routes=API_ROUTES - FORM_ROUTES, form_routes=FORM_ROUTES)
 EcomlabService.add_asgi_middleware(BodyLimit, max_bytes=SETTINGS.limits.max_body_bytes)
 EcomlabService.add_asgi_middleware(FormGuard)
 EcomlabService.add_asgi_middleware(ModelGate)
+EcomlabService.add_asgi_middleware(DashboardData)
 
 __all__ = ["EcomlabService"]

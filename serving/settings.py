@@ -52,6 +52,20 @@ class DriftSettings(Strict):
         return self
 
 
+class DashboardSettings(Strict):
+    """The page at / (serving/dashboard): whose KPIs it shows and where its MLflow links point."""
+
+    kpi_source: str | None = Field(None, description="data config (configs/data/*.yaml) whose KPIs the page shows, relative to the working directory; null: the page says none is configured")
+    mlflow_ui_url: str | None = Field(None, description="MLflow UI base URL (http://host:5000): the model table links to each version's run")
+
+    @field_validator("mlflow_ui_url")
+    @classmethod
+    def _http(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith(("http://", "https://")):
+            raise ValueError(f"mlflow_ui_url must start with http:// or https://, not {v!r}")
+        return v.rstrip("/") if v else v
+
+
 class ServeSettings(Strict):
     host: str = "127.0.0.1"
     port: int = Field(3000, ge=1, le=65535)
@@ -65,6 +79,7 @@ class ServeSettings(Strict):
     timeout_s: float = Field(60.0, gt=0, description="seconds a request may wait for its answer to start, then 504")
     access_log: bool = Field(True, description="BentoML's access log line per request (about 14% of a small request's CPU)")
     drift: DriftSettings = DriftSettings()
+    dashboard: DashboardSettings = DashboardSettings()
 
     @field_validator("models")
     @classmethod

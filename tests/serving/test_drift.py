@@ -170,6 +170,8 @@ def test_each_handler_records_its_profiled_columns() -> None:
     svc._forecast([ForecastQuery(series_id="a", horizon=3)])
     svc._recommend([Basket(items=["a", "new"]), Basket(items=["a"])], None)
     svc._clv([ClvCustomer(frequency=2.0, recency=5.0, T=10.0, monetary=20.0)], 26.0, None)
+    for w in svc.drift.windows.values():
+        w.flush()  # rows are queued per request and copied into the rings in batches
     filled = {f: {k: r.filled for k, r in w.rings.items()} for f, w in svc.drift.windows.items()}
     assert filled == {
         "segmenter": {"monetary": 2, "recency": 2}, "forecaster": {"series_id": 1},
