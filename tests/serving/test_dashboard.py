@@ -43,7 +43,7 @@ def chromium() -> str:
     pytest.skip(reason)
 
 
-@pytest.fixture(scope="session")  # session, like `registry`: set up before it, so a missing chromium skips at once
+@pytest.fixture(scope="module")  # not longer: Playwright's sync API keeps an event loop running in this thread
 def browser() -> Iterator:
     executable = chromium()
     from playwright.sync_api import sync_playwright

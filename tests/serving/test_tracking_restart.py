@@ -41,11 +41,16 @@ def long_job(folder: Path, trials: int) -> Path:
     return path
 
 
+def user_env(url: str, **env: str) -> dict[str, str]:
+    """The environment of a user's shell pointed at `url`: none of the MLflow settings this test process may
+    carry (other tests' in-process registry URI, which MLflow exports; the service's bounded retries)."""
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_HTTP_REQUEST_") and k != "MLFLOW_REGISTRY_URI"}
+    return {**inherited, **QUIET, "MLFLOW_TRACKING_URI": url, **env}
+
+
 def run_job(config: Path, url: str, **env: str) -> subprocess.Popen[str]:
-    """`ecomlab train` as a user starts it: MLflow's own retry settings, not the ones this test process may
-    carry (importing serving.store bounds them for the service)."""
-    inherited = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_HTTP_REQUEST_")}
-    full = {**inherited, **QUIET, "MLFLOW_TRACKING_URI": url, **env}
+    """`ecomlab train` as a user starts it (see `user_env`)."""
+    full = user_env(url, **env)
     return subprocess.Popen([ECOMLAB, "train", str(config)], cwd=config.parent, env=full,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
@@ -93,7 +98,7 @@ def test_a_restart_within_the_retry_bound_is_absorbed(database: str, tmp_path: P
         assert missing_artifacts(LoggedModel(version.source, version.run_id)) == []
         check = [sys.executable, "-c", f"import mlflow; m = mlflow.pyfunc.load_model('models:/{NAME}/{version.version}'); "
                  "print(type(m.unwrap_python_model()).__name__)"]
-        loaded = subprocess.run(check, env={**os.environ, **QUIET, "MLFLOW_TRACKING_URI": server.url}, cwd=tmp_path,
+        loaded = subprocess.run(check, env=user_env(server.url), cwd=tmp_path,
                                 capture_output=True, text=True, timeout=120)
         assert loaded.returncode == 0 and loaded.stdout.strip(), loaded.stderr[-2000:]
         parent = client.get_run(version.run_id)
