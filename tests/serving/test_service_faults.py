@@ -175,8 +175,10 @@ def test_worker_killed_under_load_is_restarted(registry: tuple[Path, str], tmp_p
             c.start()
         time.sleep(1.5)
         assert results and all(r[2] == 200 for r in results), {r[2] for r in results}
+        worker = psutil.Process(old)
+        worker.kill()
+        worker.wait(timeout=30)  # dead: a request sent from now on cannot be answered by it
         killed = time.time()
-        psutil.Process(old).kill()
 
         def back() -> bool:
             return any(sent > killed and status == 200 for sent, _, status in list(results))

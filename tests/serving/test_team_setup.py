@@ -38,7 +38,7 @@ def database() -> Iterator[str]:
 
 def ecomlab(*args: str, cwd: Path, tracking_uri: str | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     """`ecomlab ARGS` in `cwd`, with MLFLOW_TRACKING_URI exported when given (and unset otherwise)."""
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"} | QUIET
+    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")} | QUIET
     if tracking_uri:
         env["MLFLOW_TRACKING_URI"] = tracking_uri
     return subprocess.run([ECOMLAB, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
@@ -46,7 +46,7 @@ def ecomlab(*args: str, cwd: Path, tracking_uri: str | None = None, timeout: flo
 
 def background(args: list[str], cwd: Path, tracking_uri: str) -> subprocess.Popen[str]:
     """A process with MLFLOW_TRACKING_URI exported, left running; read it with `communicate`."""
-    env = {**os.environ, **QUIET, "MLFLOW_TRACKING_URI": tracking_uri}
+    env = {**{k: v for k, v in os.environ.items() if k != "MLFLOW_REGISTRY_URI"}, **QUIET, "MLFLOW_TRACKING_URI": tracking_uri}
     return subprocess.Popen(args, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -141,7 +141,7 @@ def test_unreachable_tracking_is_one_line_and_exit_2(tmp_path: Path) -> None:
     missing = f"{pg.server_url()}/{pg.unused_name()}"
     job = tiny_job("segmenter", tmp_path)
     before = sorted(p.name for p in tmp_path.iterdir())
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"} | QUIET
+    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")} | QUIET
     commands = {  # run side by side: each is a few seconds of imports
         "train": ([ECOMLAB, "train", str(job)], {**env, "MLFLOW_TRACKING_URI": dead}),
         "list": ([ECOMLAB, "models", "list"], {**env, "MLFLOW_TRACKING_URI": dead}),
