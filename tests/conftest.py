@@ -105,3 +105,22 @@ def server(registry: tuple[Path, str]) -> Server:
     srv = start(folder, config, uri, env={"ECOMLAB_API_TOKEN": TOKEN})
     yield srv
     srv.stop()
+
+
+# ---- the Spark engine: one local[2] session per test process (a JVM start costs ~5 s) ----
+
+
+@pytest.fixture(scope="session")
+def spark():
+    """A local[2] Spark session built the way `engine: spark` builds it; skip without pyspark or Java, fail under CI."""
+    from features.spark.session import SparkUnavailable, spark_session
+    from features.spark.settings import SparkSettings
+
+    try:
+        session = spark_session(SparkSettings(master="local[2]", shuffle_partitions=4))
+    except SparkUnavailable as exc:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"{exc}; under CI the Spark tests must run")
+        pytest.skip(str(exc))
+    yield session
+    session.stop()

@@ -29,6 +29,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 
 from features.config_io import ConfigError, read_yaml  # noqa: E402
 from features.readers.files import SourceError  # noqa: E402
+from features.spark.session import SparkUnavailable  # noqa: E402 (imports no pyspark)
 from serving.tracking_uri import StoreUnreachable  # noqa: E402
 
 EXIT_FAILED, EXIT_USAGE = 1, 2  # 0 is success
@@ -68,7 +69,7 @@ def user_errors() -> Iterator[None]:
     """Turn the mistakes a user can fix into one red line and exit code 2."""
     try:
         yield
-    except (ConfigError, SourceError, FileNotFoundError, StoreUnreachable) as exc:
+    except (ConfigError, SourceError, FileNotFoundError, StoreUnreachable, SparkUnavailable) as exc:
         fail(str(exc))
         raise typer.Exit(EXIT_USAGE) from None
 
