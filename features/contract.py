@@ -11,7 +11,11 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
-import pandera.pandas as pa
+
+from features.spark.guard import without_pyspark
+
+with without_pyspark():  # pandera's package init imports pyspark.pandas whenever pyspark is installed
+    import pandera.pandas as pa
 
 REQUIRED = ["order_id", "order_date", "product_id", "quantity", "unit_price"]
 OPTIONAL = ["customer_id", "product_name", "category", "discount", "channel", "returned"]

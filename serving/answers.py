@@ -35,13 +35,14 @@ from serving.tracking_uri import redact
 
 def feature_matrix(customers: list[CustomerRow], features: list[str]) -> np.ndarray:
     """Rows x `features` (the segmenter's columns, in its order) as float64; a missing value names its row and column."""
-    columns = []
-    for col in features:
-        values = [getattr(c, col, None) for c in customers]
-        if None in values:
-            raise BadRequest(f"customers[{values.index(None)}].{col}: required by the served model (features: {features})")
-        columns.append(np.array(values, dtype=np.float64))
-    return np.column_stack(columns) if columns else np.empty((len(customers), 0))
+    if not features or not customers:
+        return np.empty((len(customers), len(features)))
+    rows = [[getattr(c, col, None) for col in features] for c in customers]
+    for i, row in enumerate(rows):
+        if None in row:  # numpy would read it as NaN
+            col = features[row.index(None)]
+            raise BadRequest(f"customers[{i}].{col}: required by the served model (features: {features})")
+    return np.array(rows, dtype=np.float64)
 
 
 def clv_arrays(customers: list[ClvCustomer]) -> tuple[np.ndarray, ...]:

@@ -18,6 +18,10 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DO_NOT_TRACK", "true")
 os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
 
+from features.spark.guard import mlflow_without_pyspark  # noqa: E402
+
+mlflow_without_pyspark()  # the service never uses Spark: mlflow must not load pyspark where it is installed
+
 import anyio  # noqa: E402
 import bentoml  # noqa: E402
 import numpy as np  # noqa: E402
@@ -77,7 +81,7 @@ from serving.settings import load_settings  # noqa: E402
 from serving.store import ModelStore, ModelUnavailable, Served  # noqa: E402
 
 SETTINGS = load_settings()
-bentoml_fixes.install()  # before BentoML builds the app: see the module for what it works around
+bentoml_fixes.install(tuple(f.route for f in FAMILIES.values()))  # before BentoML builds the app: see the module for what it works around
 bentoml_fixes.access_log(SETTINGS.access_log)
 INLINE_ROWS = 32  # model requests with at most this many rows are answered on the event loop
 SEGMENTER, FORECASTER, RECOMMENDER, CLV = (FAMILIES[f] for f in ("segmenter", "forecaster", "recommender", "clv"))

@@ -81,22 +81,36 @@ class SegmentModel(mlflow.pyfunc.PythonModel):
 
         The fitted pipeline's own steps as array arithmetic: the transform's function, the scaler's
         mean and scale, the nearest K-means centre (what `KMeans.predict` computes). A served request
-        then costs microseconds instead of the ~1.5 ms of sklearn's per-call input validation.
-        tests/test_segment.py checks it matches `pipeline.predict`. Other pipelines take the slow path.
+        then costs microseconds instead of the ~1.5 ms of sklearn's per-call input validation; the
+        steps' arrays are read once per loaded model (`_arrays`). tests/test_segment.py checks it
+        matches `pipeline.predict`. Other pipelines take the slow path.
         """
+        fast = self.__dict__.get("_fast")
+        if fast is None:
+            fast = self.__dict__["_fast"] = self._arrays()
+        if fast is False:
+            frame = pd.DataFrame(x, columns=self.features)
+            return self.segment_of[self.pipeline.predict(frame)]
+        func, mean, scale, centres = fast
+        z = x if func is None else np.asarray(func(x), dtype=np.float64)
+        if mean is not None:
+            z = z - mean
+        if scale is not None:
+            z = z / scale
+        distances = ((z[:, None, :] - centres[None, :, :]) ** 2).sum(axis=2)
+        return self.segment_of[np.argmin(distances, axis=1)]
+
+    def _arrays(self) -> tuple[Any, np.ndarray | None, np.ndarray | None, np.ndarray] | bool:
+        """(transform function, scaler mean, scaler scale, K-means centres), or False for another pipeline."""
         steps = self.pipeline.named_steps
         transform, scale, kmeans = steps.get("transform"), steps.get("scale"), steps.get("kmeans")
         if not (
             isinstance(transform, FunctionTransformer) and transform.inverse_func is None and not transform.validate
             and isinstance(scale, StandardScaler) and isinstance(kmeans, KMeans) and len(steps) == 3
         ):
-            frame = pd.DataFrame(x, columns=self.features)
-            return self.segment_of[self.pipeline.predict(frame)]
-        z = x if transform.func is None else np.asarray(transform.func(x), dtype=np.float64)
-        if scale.with_mean:
-            z = z - scale.mean_
-        if scale.with_std:
-            z = z / scale.scale_
-        centres = kmeans.cluster_centers_
-        distances = ((z[:, None, :] - centres[None, :, :]) ** 2).sum(axis=2)
-        return self.segment_of[np.argmin(distances, axis=1)]
+            return False
+        return (transform.func, scale.mean_ if scale.with_mean else None, scale.scale_ if scale.with_std else None,
+                np.asarray(kmeans.cluster_centers_, dtype=np.float64))
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k != "_fast"}  # derived once per load, never pickled

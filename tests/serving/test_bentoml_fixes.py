@@ -68,16 +68,42 @@ def test_bentoml_timeout_middleware_still_leaks_its_timer() -> None:
     assert asyncio.run(run()) == 5, f"bentoml {bentoml.__version__} no longer leaves a timer per request"
 
 
-def test_bounded_timeout_leaves_no_timer() -> None:
-    async def run() -> int:
+def test_bounded_timeout_keeps_nothing_per_request() -> None:
+    """One watchdog timer per app whatever the traffic, nothing kept of a request once answered, and the
+    watchdog stops once no request waits."""
+
+    async def run() -> tuple[int, int, int]:
         loop = asyncio.get_running_loop()
-        app = BoundedTimeout(answer, timeout=60)
-        for _ in range(5):
+        app = BoundedTimeout(answer, timeout=0.5)
+        for _ in range(500):
             sent = await call(app)
             assert sent[0]["status"] == 200 and sent[1]["body"] == b"ok"
-        return len(pending_timers(loop))
+        timers, kept = len(pending_timers(loop)), len(app.waiting) + len(app.expired)
+        await asyncio.sleep(app.tick * 1.5)  # the sweep finds nothing waiting and does not come back
+        return timers, kept, len(pending_timers(loop))
 
-    assert asyncio.run(run()) == 0
+    assert asyncio.run(run()) == (1, 0, 0)
+
+
+def test_bounded_timeout_times_out_each_of_many_slow_requests_once() -> None:
+    """Concurrent slow requests each get one 504 within a tick of the timeout; fast ones beside them are untouched."""
+
+    async def slow_or_fast(scope, receive, send) -> None:
+        if scope["path"] == "/slow":
+            await asyncio.sleep(30)
+        await answer(scope, receive, send)
+
+    async def run() -> tuple[list[int], float, BoundedTimeout]:
+        app = BoundedTimeout(slow_or_fast, timeout=0.2)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        sent = await asyncio.gather(*(call(app, {**SCOPE, "path": "/slow" if i % 2 else "/fast"}) for i in range(20)))
+        return [m[0]["status"] for m in sent], loop.time() - started, app
+
+    statuses, took, app = asyncio.run(run())
+    assert statuses == [200, 504] * 10
+    assert 0.2 <= took < 10  # each slow one cut at its timeout (a tick late at most), not after its 30 s
+    assert not app.waiting and not app.expired
 
 
 def test_bounded_timeout_answers_504_and_cancels_a_slow_request() -> None:
@@ -196,3 +222,75 @@ def test_access_log_setting_decides_bentomls_access_log_middleware() -> None:
         assert AccessLogMiddleware in [m.cls for m in factory.middlewares]
     finally:
         bentoml_fixes.access_log(True)
+
+
+def two_api_service():
+    @bentoml.service(name="two-apis")
+    class TwoApis:
+        @bentoml.api(route="/zeta")
+        def zeta(self, text: str = "z") -> str:
+            return text
+
+        @bentoml.api(route="/alpha")
+        def alpha(self, text: str) -> str:
+            return text.upper()
+
+    return TwoApis
+
+
+def test_bentoml_builds_the_local_caller_on_every_access() -> None:
+    """Upstream behaviour worked around (bentoml 1.4.39): `APIMethod.__get__` makes a new local caller per
+    access (per request). Patched, it is built once per instance and API, and calls the same function."""
+    service = two_api_service()
+    instance = service.inner()
+    api = service.apis["zeta"]
+    bentoml_get = bentoml_fixes.original("APIMethod.__get__")
+    assert bentoml_get(api, instance, service.inner).local is not bentoml_get(api, instance, service.inner).local, (
+        f"bentoml {bentoml.__version__} caches the API's local caller now: drop api_method_get")
+    first, again = (bentoml_fixes.api_method_get(api, instance, service.inner) for _ in range(2))
+    assert first.local is again.local and first is again
+    assert first() == bentoml_get(api, instance, service.inner).local() == "z"  # the Field default filled in as BentoML does
+    assert first.local("given") == "given"
+    assert bentoml_fixes.api_method_get(api, None, service.inner) is api
+
+
+def test_bentoml_routes_put_the_apis_last_and_ours_put_them_first() -> None:
+    """Upstream (bentoml 1.4.39): the ~10 system routes come before the APIs. Patched: the hot API paths first,
+    then the other APIs, then the rest, none lost."""
+    from _bentoml_impl.server.app import ServiceAppFactory
+
+    service = two_api_service()
+    service.inject_config()
+    factory = ServiceAppFactory(service, is_main=True)
+    theirs = bentoml_fixes.original("ServiceAppFactory.routes").fget(factory)
+    paths = [getattr(r, "path", None) for r in theirs]
+    assert min(paths.index("/zeta"), paths.index("/alpha")) >= 3 and "/readyz" in paths[:3], paths
+    ours = bentoml_fixes.api_routes_first(theirs, set(service.apis), ("/alpha",))
+    assert [r.path for r in ours[:2]] == ["/alpha", "/zeta"]
+    assert sorted(map(id, ours)) == sorted(map(id, theirs))
+
+
+def test_response_headers_are_bentomls() -> None:
+    """Upstream (bentoml 1.4.39): `_add_response_headers` reads its format through simple_di on every call;
+    ours reads it once and sets the same headers."""
+    import inspect as inspect_
+
+    from _bentoml_impl.server.app import ServiceAppFactory
+    from bentoml._internal.context import trace_context
+    from simple_di.providers import Provider
+    from starlette.responses import Response
+
+    bentoml_headers = bentoml_fixes.original("ServiceAppFactory._add_response_headers")
+    injected = inspect_.signature(inspect_.unwrap(bentoml_headers)).parameters["logging_format"].default
+    assert isinstance(injected, Provider), "BentoML no longer injects the format per call: drop response_headers"
+    service = tiny_service()
+    service.inject_config()
+    factory = ServiceAppFactory(service, is_main=True)
+    trace_context.request_id = 12345
+    try:
+        theirs, ours = Response(b""), Response(b"")
+        bentoml_headers(factory, theirs)
+        bentoml_fixes.response_headers(factory, ours)
+    finally:
+        trace_context.request_id = None
+    assert dict(ours.headers) == dict(theirs.headers) and "x-bentoml-request-id" in ours.headers

@@ -36,3 +36,30 @@ def test_tracking_uri_imports_no_mlflow() -> None:
     code = "import sys, serving.tracking_uri; print('mlflow' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert done.stdout.strip() == "False", done.stderr
+
+
+def pyspark_after(code: str) -> bool:
+    """Whether pyspark is in sys.modules after `code` ran in a fresh interpreter (pyspark is installed here)."""
+    probe = f"{code}\nimport sys; print('pyspark' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout.strip().splitlines()[-1] == "True"
+
+
+def test_default_path_loads_no_pyspark() -> None:
+    """The service and the quickstart's modules never load pyspark, though the spark extra is installed
+    here and both pandera and mlflow would load it by themselves (features/spark/guard.py)."""
+    pytest.importorskip("pyspark", reason="the check needs pyspark installed (the test extra has it)")
+    assert pyspark_after("import pandera.pandas") is True  # the behaviour worked around: if this fails, drop the guard
+    assert pyspark_after("import serving.service, mlflow.pyfunc, mlflow.models") is False
+    assert pyspark_after(
+        "from features.spark.guard import mlflow_without_pyspark; mlflow_without_pyspark()\n"
+        "import training.cli, training.cli.quickstart, training.jobs, training.families, features.sources, features.kpis, "
+        "features.synthetic, features.report, features.btyd.report"
+    ) is False
+
+
+def test_the_guard_leaves_spark_usable() -> None:
+    """After the service's imports, a Spark-engine process still imports pyspark (the guard hides it only while importing)."""
+    pytest.importorskip("pyspark", reason="the check needs pyspark installed (the test extra has it)")
+    assert pyspark_after("import serving.service\nimport pyspark.sql") is True

@@ -28,6 +28,9 @@ def quickstart(
 
     A champion registered by an older layout of the code that can no longer be loaded is replaced
     (the decision's reason says so): quickstart re-registers every family."""
+    from features.spark.guard import mlflow_without_pyspark
+
+    mlflow_without_pyspark()  # the default path never loads pyspark, even where the spark extra is installed
     started = time.perf_counter()
     data_dir = out / "data"
     loaded = _default_data(data_dir)
