@@ -7,6 +7,7 @@ quarantined and reported: by file line for an upload, by 0-based `index` for pos
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,13 @@ from serving.settings import Limits
 
 CSV_ERRORS = (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError)
 FROM_FILE = "ecomlab_from_file"  # marks (in DataFrame.attrs) rows read from an uploaded file: numbered by line
+
+
+def upload_name(file: Path) -> str:
+    """The client's name of an uploaded file: BentoML 1.4 stores it as `tmp` + 8 random characters + that
+    name (`tempfile.NamedTemporaryFile(suffix=basename)`, _bentoml_sdk/validators.py)."""
+    found = re.fullmatch(r"tmp[a-z0-9_]{8}(.+)", file.name)
+    return found.group(1) if found else file.name
 
 
 def read_upload(file: Path, limits: Limits) -> pd.DataFrame:

@@ -49,6 +49,7 @@ from serving.errors import (  # noqa: E402
     quiet_client_errors,
     too_large,
 )
+from serving.dashboard.data import UploadShelf, dashboard_dir  # noqa: E402
 from serving.dashboard.routes import DashboardData, DashboardPage  # noqa: E402
 from serving.drift import DriftMonitor  # noqa: E402
 from serving.metrics import Metrics  # noqa: E402
@@ -81,6 +82,7 @@ from serving.settings import load_settings  # noqa: E402
 from serving.store import ModelStore, ModelUnavailable, Served  # noqa: E402
 
 SETTINGS = load_settings()
+dashboard_dir()  # made here, in the process that starts the workers, so they share it (serving/dashboard/data.py)
 bentoml_fixes.install(tuple(f.route for f in FAMILIES.values()))  # before BentoML builds the app: see the module for what it works around
 bentoml_fixes.access_log(SETTINGS.access_log)
 INLINE_ROWS = 32  # model requests with at most this many rows are answered on the event loop
@@ -109,6 +111,7 @@ class EcomlabService:
         self.metrics = Metrics()
         self.store = ModelStore(self.settings)
         self.drift = DriftMonitor(self.settings.drift, gauge=self.metrics.drift)
+        self.uploads = UploadShelf()  # the last uploaded file's KPIs, for the dashboard of every worker
         self.metrics.on_scrape.append(lambda: self.drift.refresh(self.store))
         ModelGate.drift = self.drift
         self._limiter: anyio.CapacityLimiter | None = None  # made on the event loop, at the first big request
@@ -273,7 +276,10 @@ class EcomlabService:
         raw = kpis.read_upload(file, self.settings.limits)
         loaded = kpis.validate_lines(raw, "upload", "file")
         opts = {k: v for k, v in (("churn_window_days", churn_window_days), ("revenue_period", revenue_period)) if v}
-        return kpis.kpi_response(loaded, None, opts or None)
+        response = kpis.kpi_response(loaded, None, opts or None)
+        if len(loaded.lines):  # the dashboard can show the last uploaded file's KPIs
+            self.uploads.keep(loaded, response.kpis, kpis.upload_name(file))
+        return response
 
     def _kpis(self, lines: list[OrderLineIn], options: KpiOptionsIn | None, name: str | None) -> KpiResponse:
         if len(lines) > self.settings.limits.max_kpi_rows:

@@ -28,6 +28,7 @@ class Server:
     url: str
     process: subprocess.Popen
     log: Path
+    dashboard_dir: Path | None = None  # its workers' shared dashboard folder (the last uploaded file's KPIs)
 
     def stop(self) -> None:
         self.process.terminate()
@@ -57,6 +58,7 @@ def start(folder: Path, config: Path, tracking_uri: str, env: dict[str, str] | N
         # a home per server: BentoML keeps its Prometheus multiprocess files there and clears them at
         # start, so servers sharing one home wiped each other's counters
         "BENTOML_HOME": str(folder / f"bentoml-home-{port}"),
+        "ECOMLAB_DASHBOARD_DIR": str(folder / f"dashboard-{port}"),  # its workers' shared folder (the last upload), its own
         "BENTOML_DO_NOT_TRACK": "true",
         "MLFLOW_DISABLE_TELEMETRY": "true",
         "DO_NOT_TRACK": "true",
@@ -66,7 +68,7 @@ def start(folder: Path, config: Path, tracking_uri: str, env: dict[str, str] | N
         [sys.executable, "-m", "bentoml", "serve", "serving.service:EcomlabService", "--host", "127.0.0.1", "--port", str(port)],
         cwd=REPO, env=full_env, stdout=log.open("w"), stderr=subprocess.STDOUT,
     )
-    server = Server(f"http://127.0.0.1:{port}", process, log)
+    server = Server(f"http://127.0.0.1:{port}", process, log, Path(full_env["ECOMLAB_DASHBOARD_DIR"]))
     wait_until_up("bentoml serve", process, server.url + ("/readyz" if wait_ready else "/healthz"), 120, log, server.stop)
     return server
 

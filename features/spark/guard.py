@@ -19,16 +19,16 @@ _BLOCKED = ("pyspark", "pyspark.pandas")
 
 @contextmanager
 def without_pyspark() -> Iterator[None]:
-    """Within the block, `import pyspark` raises ImportError, unless pyspark is already loaded."""
-    if "pyspark" in sys.modules:
-        yield
-        return
-    for name in _BLOCKED:
+    """Within the block, `import pyspark` raises ImportError, unless pyspark is already loaded; then only
+    `pyspark.pandas` does (pandas-on-Spark, which ecomlab never uses and which pyspark 4.3 cannot import
+    beside pandas 3 anyway): Spark's Python workers import pandera for the validation they run."""
+    blocked = _BLOCKED if "pyspark" not in sys.modules else ("pyspark.pandas",) if "pyspark.pandas" not in sys.modules else ()
+    for name in blocked:
         sys.modules[name] = None  # type: ignore[assignment]  # the import system's "not importable" marker
     try:
         yield
     finally:
-        for name in _BLOCKED:
+        for name in blocked:
             if sys.modules.get(name, 0) is None:
                 del sys.modules[name]
 

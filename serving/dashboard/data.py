@@ -1,9 +1,18 @@
-"""What the dashboard shows beside the service's own endpoints: the configured source's KPIs (computed
-once, on first request) and each served model's loading time, registry decision and MLflow links."""
+"""What the dashboard shows beside the service's own endpoints: the KPIs of the configured source (computed
+once, on first request) or of the last file uploaded to POST /kpis/upload, and each served model's
+loading time, registry decision and MLflow links.
+
+The last upload's figures are kept as one small JSON file in the service's dashboard folder
+(`ECOMLAB_DASHBOARD_DIR`, made once by the process that starts the workers, so every worker of one
+service shares it): whichever worker takes the upload, every worker's page shows it.
+"""
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+import tempfile
 import threading
 from datetime import datetime, timezone
 from pathlib import Path
@@ -15,48 +24,105 @@ from serving.store import ModelStore
 
 log = logging.getLogger("ecomlab.serving")
 HEADLINE = ("orders", "customers", "net_revenue", "average_order_value", "churn_rate", "return_rate")
+DIR_ENV = "ECOMLAB_DASHBOARD_DIR"
+UPLOAD_FILE = "last-upload.json"
+NOTHING = ("No KPI data source is configured and no file has been uploaded: set dashboard.kpi_source in the "
+           "service settings (configs/serve.yaml), or upload a CSV of order lines to POST /kpis/upload.")
+
+
+def dashboard_dir() -> Path:
+    """This service's dashboard folder: `ECOMLAB_DASHBOARD_DIR`, else a new temporary folder, exported so the
+    worker processes started after this one (BentoML's) find the same."""
+    folder = os.environ.get(DIR_ENV)
+    if not folder:
+        folder = os.environ[DIR_ENV] = tempfile.mkdtemp(prefix="ecomlab-dashboard-")
+    path = Path(folder)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def page_figures(loaded: Any, report: dict[str, Any], source: str) -> dict[str, Any]:
+    """The KPI part of the page for a loaded source and its KPI report."""
+    from features.kpis import headline
+
+    report = json_safe(report)
+    figures = headline(report)
+    return {
+        "status": "ok", "source": source, "message": None,
+        "accounting": loaded.accounting.as_dict(),
+        "headline": {k: figures[k] for k in HEADLINE if k in figures},
+        "revenue": _part(report, "revenue_by_period", "by_period"),
+        "cohorts": _part(report, "cohort_retention", "matrix"),
+        "rfm": _part(report, "rfm", "segments"),
+        "returns": _part(report, "returns", "by_category"),
+    }
+
+
+class UploadShelf:
+    """The page figures of the last uploaded file, shared by the service's workers through one JSON file."""
+
+    def __init__(self, folder: Path | None = None) -> None:
+        self.path = (folder or dashboard_dir()) / UPLOAD_FILE
+        self._seen: tuple[float, dict[str, Any]] | None = None
+
+    def keep(self, loaded: Any, report: dict[str, Any], filename: str) -> None:
+        """Note an upload's figures (written whole, then renamed: a reader never sees half a file)."""
+        stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        figures = {**page_figures(loaded, report, f"uploaded file {filename}"), "uploaded_at": stamp}
+        tmp = self.path.with_name(f".{UPLOAD_FILE}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(figures), encoding="utf-8")
+        os.replace(tmp, self.path)
+
+    def latest(self) -> dict[str, Any] | None:
+        try:
+            mtime = self.path.stat().st_mtime
+        except FileNotFoundError:
+            return None
+        if self._seen is None or self._seen[0] != mtime:
+            self._seen = (mtime, json.loads(self.path.read_text(encoding="utf-8")))
+        return self._seen[1]
 
 
 class KpiCache:
-    """The KPI source's figures, computed at most once per worker: the source does not change while serving."""
+    """The KPIs the page shows: the configured source's, computed at most once per worker (the source does
+    not change while serving), or the last upload's. `answer(choice)`: "configured", "upload", or None for
+    the configured source when there is one, else the last upload."""
 
-    def __init__(self, settings: DashboardSettings) -> None:
+    def __init__(self, settings: DashboardSettings, uploads: UploadShelf | None = None) -> None:
         self.source = settings.kpi_source
+        self.uploads = uploads or UploadShelf()
         self._lock = threading.Lock()
         self._answer: dict[str, Any] | None = None
 
-    def answer(self) -> dict[str, Any]:
+    def answer(self, choice: str | None = None) -> dict[str, Any]:
+        upload = self.uploads.latest()
+        choices = {"configured": self.source, "upload": upload["source"] if upload else None}
+        if choice not in ("configured", "upload"):
+            choice = "configured" if self.source is not None or upload is None else "upload"
+        if choice == "upload" and upload is not None:
+            return {**upload, "showing": "upload", "choices": choices}
         if self.source is None:
-            return {"status": "not configured", "source": None,
-                    "message": "No KPI data source is configured: set dashboard.kpi_source in the service settings (configs/serve.yaml)."}
+            message = NOTHING if upload is None else "No KPI data source is configured: pick the last uploaded file."
+            return {"status": "not configured", "source": None, "message": message, "showing": choice, "choices": choices}
         with self._lock:
             if self._answer is None:
                 self._answer = self._compute(self.source)
-            return self._answer
+        return {**self._answer, "showing": "configured", "choices": choices}
 
     @staticmethod
     def _compute(source: str) -> dict[str, Any]:
         """The page's KPI figures; a source that cannot be read is one line on the page (its traceback in the log)."""
-        from features.kpis import headline, kpi_report
+        from features.kpis import kpi_report
         from features.sources import load
 
         try:
             loaded = load(Path(source))
-            report = json_safe(kpi_report(loaded.lines, customers=loaded.customers, inventory=loaded.inventory))
+            report = kpi_report(loaded.lines, customers=loaded.customers, inventory=loaded.inventory)
         except Exception as exc:  # the page says why; the service keeps serving its models
             log.exception("dashboard: KPIs of %s could not be computed", source)
             first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             return {"status": "error", "source": source, "message": f"KPIs of {source} could not be computed: {first}"}
-        figures = headline(report)
-        return {
-            "status": "ok", "source": loaded.name or source, "message": None,
-            "accounting": loaded.accounting.as_dict(),
-            "headline": {k: figures[k] for k in HEADLINE if k in figures},
-            "revenue": _part(report, "revenue_by_period", "by_period"),
-            "cohorts": _part(report, "cohort_retention", "matrix"),
-            "rfm": _part(report, "rfm", "segments"),
-            "returns": _part(report, "returns", "by_category"),
-        }
+        return page_figures(loaded, report, loaded.name or source)
 
 
 def _part(report: dict[str, Any], kpi: str, key: str) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 from importlib import resources
 from pathlib import Path
+from urllib.parse import parse_qs
 
 import anyio
 from starlette.responses import FileResponse, JSONResponse
@@ -57,7 +58,7 @@ class DashboardPage:
 
 
 class DashboardData:
-    """GET /dashboard/api/kpis (the configured source's KPIs) and /dashboard/api/models (each served model
+    """GET /dashboard/api/kpis[?source=configured|upload] (the configured source's or the last upload's KPIs) and /dashboard/api/models (each served model
     with its loading time, decision and links); behind the token like every data route."""
 
     store: ModelStore | None = None  # this worker's store, set by the service instance
@@ -75,6 +76,7 @@ class DashboardData:
         if self._parts is None:
             self._parts = KpiCache(store.settings.dashboard), ModelFacts(store.settings.dashboard)
         kpis, facts = self._parts
-        work = kpis.answer if path == KPIS else functools.partial(facts.answer, store)
+        choice = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("source", [None])[0]
+        work = functools.partial(kpis.answer, choice) if path == KPIS else functools.partial(facts.answer, store)
         body = await anyio.to_thread.run_sync(work)  # a first KPI pass or a registry lookup must not stall the loop
         await JSONResponse(body)(scope, receive, send)

@@ -149,6 +149,18 @@ def test_dashboard_draws_kpis_models_drift_and_forecasts(
     assert int(cell(page, "segmenter", "requests").replace(",", "")) >= DRIFT_WINDOW // 50
     assert "Traceback" not in page.content()
 
+    resp = httpx.post(url + "/kpis/upload", files={"file": ("shop.csv", UPLOAD, "text/csv")}, headers=AUTH, timeout=30)
+    assert resp.status_code == 200, resp.text
+    page.reload()  # a source is configured: it stays the default, the upload can be picked
+    refreshed(page, 1)
+    assert page.locator("#kpi-choice-label").is_visible() and page.locator("#kpi-choice").input_value() == "configured"
+    page.select_option("#kpi-choice", "upload")
+    page.wait_for_function("document.getElementById('kpi-source').textContent.includes('uploaded file shop.csv')", timeout=WAIT_MS)
+    page.wait_for_function("document.querySelector('.tile[data-kpi=\"orders\"] .value')?.textContent === '3'", timeout=WAIT_MS)
+    page.select_option("#kpi-choice", "configured")
+    orders = f"{kpis['headline']['orders']:,}"
+    page.wait_for_function(f"document.querySelector('.tile[data-kpi=\"orders\"] .value')?.textContent === {orders!r}", timeout=WAIT_MS)
+
     shot = tmp_path / "dashboard.png"
     page.screenshot(path=str(shot), full_page=True)
     print(f"dashboard screenshot: {shot}")
@@ -157,7 +169,13 @@ def test_dashboard_draws_kpis_models_drift_and_forecasts(
     assert console.after == [], console.after
 
 
-def test_dashboard_without_a_kpi_source_says_so(browser, server: Server, tmp_path: Path) -> None:
+UPLOAD = ("order_id,order_date,customer_id,product_id,quantity,unit_price\n1,2024-01-03,a,p1,2,10\n"
+          "2,2024-01-20,b,p2,1,30\n3,2024-02-04,a,p1,1,10\n")
+
+
+def test_dashboard_without_a_kpi_source_says_so_then_shows_the_last_upload(browser, server: Server, tmp_path: Path) -> None:
+    assert server.dashboard_dir is not None
+    (server.dashboard_dir / "last-upload.json").unlink(missing_ok=True)  # another test's upload to this shared server
     page_resp = httpx.get(server.url + "/", timeout=30)  # the page needs no token; its data does
     assert page_resp.status_code == 200 and "text/html" in page_resp.headers["content-type"]
     assert httpx.get(server.url + "/dashboard", timeout=30).status_code == 200
@@ -177,5 +195,14 @@ def test_dashboard_without_a_kpi_source_says_so(browser, server: Server, tmp_pat
     assert page.locator("#models-message").is_hidden()
     assert "Traceback" not in page.content()
     page.screenshot(path=str(tmp_path / "dashboard-no-source.png"), full_page=True)
+
+    resp = httpx.post(server.url + "/kpis/upload", files={"file": ("shop.csv", UPLOAD, "text/csv")}, headers=AUTH, timeout=30)
+    assert resp.status_code == 200, resp.text
+    page.reload()  # with no source configured, the last uploaded file's KPIs
+    refreshed(page, 1)
+    assert page.locator("#kpi-source").inner_text().startswith("source: uploaded file shop.csv (uploaded ")
+    assert page.locator('.tile[data-kpi="orders"] .value').inner_text() == "3" and page.locator("#kpi-message").is_hidden()
+    assert marks(page, "chart-revenue", ".barlayer .point path") == 2  # January and February
+    assert page.locator("#kpi-choice-label").is_hidden()  # nothing to choose between
     page.close()
     assert all(re.search(r"status of 401", text) for text in console.before + console.after), console.before + console.after

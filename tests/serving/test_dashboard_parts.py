@@ -9,7 +9,8 @@ import pytest
 import yaml
 
 from features.config_io import ConfigError
-from serving.dashboard.data import KpiCache, ModelFacts
+from features.source_config import DataSourceConfig
+from serving.dashboard.data import KpiCache, ModelFacts, UploadShelf
 from serving.dashboard.routes import plotly_bundle
 from serving.settings import DashboardSettings, load_settings
 from tests.helpers import fresh_mlflow_db
@@ -31,13 +32,45 @@ def test_dashboard_settings_name_a_bad_key_and_a_bad_url(tmp_path: Path) -> None
     assert load_settings(settings_file(tmp_path, {})).dashboard == DashboardSettings()
 
 
-def test_no_kpi_source_is_said_on_the_page() -> None:
-    answer = KpiCache(DashboardSettings()).answer()
+def test_no_kpi_source_is_said_on_the_page(tmp_path: Path) -> None:
+    answer = KpiCache(DashboardSettings(), UploadShelf(tmp_path)).answer()
     assert answer["status"] == "not configured" and "No KPI data source is configured" in answer["message"]
+    assert "/kpis/upload" in answer["message"] and answer["choices"] == {"configured": None, "upload": None}
+
+
+def uploaded(shelf: UploadShelf, n_customers: int, name: str) -> None:
+    from features.kpis import kpi_report
+    from features.sources import load
+
+    data = {"name": name, "format": "synthetic", "synthetic": {"n_customers": n_customers, "weeks": 20, "seed": 5}}
+    loaded = load(DataSourceConfig.model_validate(data))
+    shelf.keep(loaded, kpi_report(loaded.lines), f"{name}.csv")
+
+
+def test_the_last_upload_is_shown_without_a_source_and_chosen_beside_one(tmp_path: Path) -> None:
+    """No source configured: the last uploaded file's KPIs; a newer upload replaces it; with a source
+    configured, the source by default and the upload when picked. Another worker's cache sees the same file."""
+    shelf = UploadShelf(tmp_path)
+    alone = KpiCache(DashboardSettings(), shelf)
+    uploaded(UploadShelf(tmp_path), 40, "first")  # written through another shelf: another worker took the upload
+    answer = alone.answer()
+    assert answer["status"] == "ok" and answer["showing"] == "upload" and answer["source"] == "uploaded file first.csv"
+    assert answer["headline"]["customers"] == 40 and answer["uploaded_at"]
+    uploaded(shelf, 30, "second")
+    assert alone.answer()["headline"]["customers"] == 30 and alone.answer()["source"] == "uploaded file second.csv"
+
+    source = tmp_path / "data.yaml"
+    source.write_text(yaml.safe_dump({"name": "tiny", "format": "synthetic", "synthetic": {"n_customers": 60, "weeks": 20, "seed": 5}}))
+    both = KpiCache(DashboardSettings(kpi_source=str(source)), shelf)
+    default = both.answer()
+    assert default["showing"] == "configured" and default["source"] == "tiny" and default["headline"]["customers"] == 60
+    assert default["choices"] == {"configured": str(source), "upload": "uploaded file second.csv"}
+    assert both.answer("upload")["headline"]["customers"] == 30 and both.answer("configured")["source"] == "tiny"
+    assert both.answer("anything else")["showing"] == "configured"
 
 
 def test_an_unreadable_kpi_source_is_one_line_not_a_traceback(tmp_path: Path) -> None:
-    answer = KpiCache(DashboardSettings(kpi_source=str(tmp_path / "missing.yaml"))).answer()
+    answer = KpiCache(DashboardSettings(kpi_source=str(tmp_path / "missing.yaml")), UploadShelf(tmp_path)).answer()
     assert answer["status"] == "error" and "missing.yaml" in answer["message"]
     assert "\n" not in answer["message"] and "Traceback" not in answer["message"]
 
@@ -45,7 +78,7 @@ def test_an_unreadable_kpi_source_is_one_line_not_a_traceback(tmp_path: Path) ->
 def test_kpis_of_a_synthetic_source_are_computed_once(tmp_path: Path) -> None:
     source = tmp_path / "data.yaml"
     source.write_text(yaml.safe_dump({"name": "tiny", "format": "synthetic", "synthetic": {"n_customers": 60, "weeks": 20, "seed": 5}}))
-    cache = KpiCache(DashboardSettings(kpi_source=str(source)))
+    cache = KpiCache(DashboardSettings(kpi_source=str(source)), UploadShelf(tmp_path))
     answer = cache.answer()
     assert answer["status"] == "ok" and answer["source"] == "tiny"
     assert answer["headline"]["orders"] > 0 and answer["headline"]["customers"] == 60
@@ -54,7 +87,7 @@ def test_kpis_of_a_synthetic_source_are_computed_once(tmp_path: Path) -> None:
     assert sum(r["customers"] for r in answer["rfm"]["rows"]) == 60
     assert all(0 <= r["return_rate"] <= 1 for r in answer["returns"]["rows"]) and answer["returns"]["rows"]
     source.unlink()  # a second answer must not read the source again
-    assert cache.answer() is answer
+    assert cache.answer() == answer
 
 
 def test_model_facts_the_registry_cannot_give_keep_the_store_view_and_are_asked_again(

@@ -83,13 +83,19 @@ const HEADLINE = [
 
 async function loadKpis() {
   let kpis;
+  const picker = document.getElementById("kpi-choice");
+  const chosen = picker.dataset.chosen; // set once the user has picked: the configured source or the last upload
   try {
-    kpis = await api("/dashboard/api/kpis");
+    kpis = await api("/dashboard/api/kpis" + (chosen ? `?source=${encodeURIComponent(chosen)}` : ""));
   } catch (exc) {
     show("kpi-message", exc.message);
     return;
   }
-  document.getElementById("kpi-source").textContent = kpis.source ? `source: ${kpis.source}` : "";
+  const choices = kpis.choices || {};
+  document.getElementById("kpi-choice-label").hidden = !(choices.configured && choices.upload);
+  picker.value = kpis.showing || "configured";
+  const when = kpis.uploaded_at ? ` (uploaded ${kpis.uploaded_at})` : "";
+  document.getElementById("kpi-source").textContent = kpis.source ? `source: ${kpis.source}${when}` : "";
   if (kpis.status !== "ok") {
     show("kpi-message", kpis.message, kpis.status === "error");
     return;
@@ -330,4 +336,8 @@ window.addEventListener("unhandledrejection", (event) => {
 });
 
 refreshAll();
-setInterval(() => { if (document.getElementById("token-form").hidden) loadModels(); }, REFRESH_MS); // not while asking for the token
+setInterval(() => { if (document.getElementById("token-form").hidden) loadModels(); }, REFRESH_MS);
+document.getElementById("kpi-choice").addEventListener("change", (event) => {
+  event.target.dataset.chosen = event.target.value;
+  loadKpis();
+}); // not while asking for the token
