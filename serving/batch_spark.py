@@ -38,6 +38,7 @@ WHY_NOT = {
     "forecaster": "a forecaster returns `horizon` rows per input row and a Spark UDF returns one row per input row",
     "recommender": "its `rules` output is a list of lists per basket, a type mlflow.pyfunc.spark_udf cannot return",
 }
+SIGNATURE_TYPES = {"string": "string", "double": "double", "float": "float", "long": "long", "integer": "int", "boolean": "boolean"}
 SAMPLE_ROWS = 20  # input rows the output columns are read from, on the driver
 
 
@@ -79,10 +80,10 @@ def read_input(spark: Any, path: Path, kind: str, need: Needs) -> Any:
         raise InputError(f"{path}: unreadable: {_first_line(exc)}") from None
     for column in [c for c in need.numeric if c in frame.columns]:
         text = F.trim(F.col(column))
-        bad = frame.filter((text != "") & text.cast("double").isNull()).select(column).limit(1).collect()
+        bad = frame.filter((text != "") & text.try_cast("double").isNull()).select(column).limit(1).collect()
         if bad:
             raise InputError(f"{path}: column {column!r}: {bad[0][0]!r} is not a number")
-        frame = frame.withColumn(column, F.when(text == "", None).otherwise(text.cast("double")))
+        frame = frame.withColumn(column, F.when(text == "", None).otherwise(text.try_cast("double")))
     return frame
 
 
@@ -110,10 +111,38 @@ def _scored(frame: Any, scoring: ScoringModel, need: Needs, tracking_uri: str) -
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_registry_uri(tracking_uri)
     predict = mlflow.pyfunc.spark_udf(frame.sparkSession, scoring.uri, result_type=struct, env_manager="local")
-    scored = frame.withColumn("__scores", predict(F.struct(*[F.col(c) for c in inputs])))
+    scored = frame.withColumn("__scores", predict(F.struct(*_signature_columns(scoring.uri, frame, inputs))))
     columns = [F.col(f"__scores.`{c}`").alias(c) if c in outputs else F.col(f"`{c}`") for c in local.columns]
     stamps = [F.lit(value).cast("string").alias(name) for name, value in zip(NAME_COLUMNS, (scoring.name, scoring.version), strict=True)]
     return scored.select(*columns, *stamps)
+
+
+def _signature_columns(uri: str, frame: Any, inputs: list[str]) -> list[Any]:
+    """The columns the UDF is given: every input of the model's signature, which MLflow enforces on the
+    executors. The signature may name pass-through columns of the logged example (`customer_id`) that
+    the model does not read and the local engine does not need: absent ones are given as empty text or
+    zeros (the outputs taken from the UDF never depend on them), present ones cast to the signature's type."""
+    from mlflow.models import get_model_info
+    from pyspark.sql import functions as F
+
+    signature = get_model_info(uri).signature
+    if signature is None or signature.inputs is None:
+        return [F.col(f"`{c}`") for c in inputs]
+    columns, named = [], set()
+    for spec in signature.inputs.inputs:
+        name, kind = getattr(spec, "name", None), SIGNATURE_TYPES.get(str(getattr(getattr(spec, "type", None), "name", "")))
+        if name is None:
+            continue
+        named.add(name)
+        if name in frame.columns:
+            columns.append(F.col(f"`{name}`").cast(kind).alias(name) if kind and name not in inputs else F.col(f"`{name}`"))
+        elif kind is not None and getattr(spec, "required", True):
+            columns.append(F.lit("" if kind == "string" else 0).cast(kind).alias(name))
+    dropped = [c for c in inputs if c not in named]
+    if dropped:  # MLflow would drop them on the executors, where the local engine reads them
+        raise InputError(f"{uri}: column(s) {dropped} are not in the model's signature, so spark_udf would not pass "
+                         "them to the model; score without --engine spark")
+    return columns
 
 
 def _spark_type(column: pd.Series) -> str:

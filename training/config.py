@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from features.config_io import ConfigError, Strict, apply_overrides, parse_model, read_yaml
+from features.spark.settings import Engine, SparkSettings
 from serving.models.registry import known_family
 
 
@@ -59,6 +60,8 @@ class JobConfig(Strict):
     tuning: Tuning = Tuning()
     registry: Registry
     kpi_context: bool = True
+    engine: Engine = Field("pandas", description="pandas, or spark: forecasts per series and rule mining on Spark (`--engine` overrides)")
+    spark: SparkSettings = SparkSettings()
     model: dict[str, Any] = Field(default_factory=dict)
     source_file: str = ""
 

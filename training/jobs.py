@@ -25,6 +25,7 @@ from features.sources import load
 from training import tracking
 from training.config import JobConfig, load_job_config, resolved_yaml
 from training.decision import Scores, decide
+from training.engine import engine_scope
 from training.families import family_for
 from training.family import Evaluation, Split
 from training.gate import gate_tags, run_gate
@@ -97,6 +98,11 @@ def run_loaded_job(
             f"{job.source_file}: tuning.storage: --workers {workers.count} needs a shared study storage, "
             "e.g. --set tuning.storage=postgresql://user@host/db"
         )
+    with engine_scope(job.engine, job.spark):  # spark: the session starts (or fails in one line) before any work
+        return _run_loaded_job(job, model_cfg, hooks, replace_unloadable, workers)
+
+
+def _run_loaded_job(job: JobConfig, model_cfg: Any, hooks: Hooks, replace_unloadable: bool, workers: Workers | None) -> JobResult:
     started = time.perf_counter()
     family = family_for(job.family)
     hooks.stage(f"loading data ({job.data})")
@@ -105,7 +111,7 @@ def run_loaded_job(
     hooks.stage("building features")
     feats = family.features(loaded, model_cfg)
     split: Split = family.split(feats, model_cfg)
-    tags = {"ecomlab.job": job.job, "ecomlab.family": job.family, "ecomlab.data": loaded.name}
+    tags = {"ecomlab.job": job.job, "ecomlab.family": job.family, "ecomlab.data": loaded.name, "ecomlab.engine": job.engine}
     with tracking.parent_run(job.experiment, f"{job.job}-{time.strftime('%Y%m%d-%H%M%S')}", tags) as run_id:
         _log_context(job, model_cfg, loaded, hooks)
         hooks.stage("tuning")
@@ -226,10 +232,11 @@ def join_job(job: JobConfig, model_cfg: Any, parent_run_id: str, hooks: Hooks | 
         raise ConfigError(f"{job.source_file}: data: {job.data} differs from the data the job run {parent_run_id} tunes on")
     tracking.setup(job.tracking_uri)
     runs = TrialRuns(parent_run_id, tracking.experiment_of(parent_run_id))
-    hooks.stage("building features")
-    split: Split = family.split(family.features(loaded, model_cfg), model_cfg)
-    hooks.stage("tuning")
-    return work(family, model_cfg, split.train, split.valid, job.tuning, study_name(job), runs, hooks.trial)
+    with engine_scope(job.engine, job.spark):
+        hooks.stage("building features")
+        split: Split = family.split(family.features(loaded, model_cfg), model_cfg)
+        hooks.stage("tuning")
+        return work(family, model_cfg, split.train, split.valid, job.tuning, study_name(job), runs, hooks.trial)
 
 
 def _log_context(job: JobConfig, model_cfg: Any, loaded: Loaded, hooks: Hooks) -> None:

@@ -83,6 +83,8 @@ def spark_session(settings: SparkSettings | None = None) -> SparkSession:
         "spark.sql.session.timeZone": "UTC",
         "spark.sql.execution.arrow.pyspark.enabled": "true",
         "spark.ui.showConsoleProgress": "false",
+        # the Python workers would print that warning once each (the driver filters it above)
+        "spark.executorEnv.PYTHONWARNINGS": "ignore:PySpark does not yet fully support pandas:FutureWarning",
         **({"spark.driver.memory": settings.driver_memory} if settings.driver_memory else {}),
         **settings.conf,
     }

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.progress import BarColumn, DownloadColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+from features.spark.settings import ENGINES  # plain pydantic: imports no pyspark
 from training.cli.app import EXIT_FAILED, EXIT_USAGE, app, console, expect_kind, fail, user_errors
 from training.cli.models import TRACKING_HELP, missing_store
 
@@ -49,6 +50,8 @@ def score(
     reference_date: Annotated[str | None, typer.Option(help="segmenter, data config: the date recency counts to (default: last day + 1)")] = None,
     basket_level: Annotated[str, typer.Option(help="recommender, data config: order | customer")] = "order",
     item: Annotated[str, typer.Option(help="recommender, data config: product_id | product_name | category")] = "product_id",
+    engine: Annotated[str, typer.Option(help="pandas (chunks in this process) or spark (mlflow.pyfunc.spark_udf; segmenter and clv models)")] = "pandas",
+    spark_master: Annotated[str, typer.Option(help="--engine spark: local[N], spark://host:7077, yarn, k8s://... or sc://host:port")] = "local[2]",
 ) -> None:
     from serving.batch import ModelNotFound, StoreUnreachable
     from serving.batch_inputs import InputError, LinesOptions
@@ -60,11 +63,16 @@ def score(
     problem = missing_store(uri)
     if problem:
         _usage(f"{problem}; set MLFLOW_TRACKING_URI or --tracking-uri to the store that holds {model_uri}")
+    if engine not in ENGINES:
+        _usage(f"--engine {engine!r}: expected one of {', '.join(ENGINES)}")
     options = LinesOptions(reference_date, horizon, basket_level, item)
     started = time.perf_counter()
     try:
         with user_errors():
-            scored, name, version = _run(model_uri, input_path, out, chunk_size, uri, options, discount_rate)
+            if engine == "spark":
+                scored, name, version = _run_spark(model_uri, input_path, out, uri, options, discount_rate, spark_master)
+            else:
+                scored, name, version = _run(model_uri, input_path, out, chunk_size, uri, options, discount_rate)
     except (InputError, ModelNotFound, StoreUnreachable) as exc:
         _usage(str(exc))
     except typer.Exit:
@@ -111,6 +119,20 @@ def _run(
     with _bar(total, unit) as on_chunk:
         scored = score_chunks(scoring, chunks(), out, on_chunk)
     return scored, scoring.name, scoring.version
+
+
+def _run_spark(
+    model_uri: str, input_path: Path, out: Path, uri: str, options: LinesOptions, discount_rate: float | None, master: str,
+) -> tuple[Scored, str, str]:
+    """The same scoring on Spark (`serving.batch_spark`): the session starts first, so a missing Java fails in one line."""
+    from features.spark.settings import SparkSettings
+    from serving.batch_spark import score_spark
+    from training.engine import session
+
+    spark = session(SparkSettings(master=master))
+    terms = {"horizon": options.horizon, "discount_rate": discount_rate}
+    with console.status(f"scoring on Spark ({master}) with {model_uri}"):
+        return score_spark(spark, model_uri, input_path, out, uri, {k: v for k, v in terms.items() if v is not None})
 
 
 def _loaded(config: Path, family: str) -> Any:

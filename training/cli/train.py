@@ -25,14 +25,18 @@ def train(
     set_: Annotated[list[str] | None, typer.Option("--set", help="override a config key, e.g. tuning.n_trials=5")] = None,
     workers: Annotated[int | None, typer.Option("--workers", min=1, help="worker processes sharing the study in tuning.storage")] = None,
     join: Annotated[str | None, typer.Option("--join", metavar="PARENT_RUN_ID", help="add one worker (this machine) to the study of a running job")] = None,
+    engine: Annotated[str | None, typer.Option("--engine", help="pandas or spark: overrides the config's `engine` (spark: forecasts per series and rule mining on Spark)")] = None,
 ) -> None:
     """Run a training job: tune with Optuna, log to MLflow, register and decide champion/challenger.
 
     `--workers N` runs the trials in N processes sharing the study in `tuning.storage` (needed for N > 1);
-    `--join PARENT_RUN_ID` adds a worker on another machine (same config, storage and tracking URI)."""
+    `--join PARENT_RUN_ID` adds a worker on another machine (same config, storage and tracking URI);
+    `--engine spark` runs the job on the Spark engine whatever the config says."""
     with user_errors():
         if workers and join:
             raise ConfigError("--workers and --join: give one; --join runs one worker of a job started with --workers")
+        if engine is not None:  # an override like any --set, so workers started with --workers get it too
+            set_ = [*(set_ or []), f"engine={engine}"]
         job, model_cfg = load_job(config, set_ or [])
         if workers and workers > 1 and job.tuning.storage is None:
             raise ConfigError(

@@ -7,6 +7,8 @@ counted. Engines, all exact and giving identical itemsets and counts:
   DataFrame. mlxtend's dense default `apriori` needs 13-26 GiB for 50k baskets x 2k items: never used.
 - `auto`: pyfim when it is importable; otherwise mlxtend hmine for sparse data (density < 1%), where
   its projected-database recursion does well, fpgrowth for denser data.
+- `spark-fpgrowth`: `pyspark.ml.fpm.FPGrowth` (`training.rules.spark`), what a job on the Spark engine
+  (`engine: spark`) mines with, whatever `model.engine` says.
 mlxtend compares fractions; it is given `(min_count - 0.5) / n`, so its threshold is the same count.
 """
 
@@ -26,6 +28,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from features.baskets import Baskets
+from training.engine import spark_settings
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +71,8 @@ def min_count_for(min_support: float, n_baskets: int) -> int:
 
 
 def choose_engine(engine: str, density: float) -> str:
+    if spark_settings() is not None:  # the job runs on the Spark engine
+        return "spark-fpgrowth"
     if engine != "auto":
         return engine
     try:
@@ -135,7 +140,8 @@ def _gc_paused() -> Iterator[None]:
 
 
 def _by_size(found: list[tuple[tuple[int, ...], int]], keep: np.ndarray) -> tuple[dict, dict]:
-    """Engine output (local codes, any order inside a set) -> per-size arrays of sorted global codes."""
+    """Engine output (local codes, any order inside and between sets) -> per-size arrays of sorted global codes,
+    the sets in ascending order, so the rules (and the ties of the served ranking) do not depend on the engine."""
     groups: dict[int, tuple[list, list]] = {}
     for items, count in found:
         sets, counts = groups.setdefault(len(items), ([], []))
@@ -144,8 +150,10 @@ def _by_size(found: list[tuple[tuple[int, ...], int]], keep: np.ndarray) -> tupl
     sets_by, counts_by = {}, {}
     for size in sorted(groups):
         local = np.array(groups[size][0], dtype=np.int64).reshape(-1, size)
-        sets_by[size] = np.sort(keep[local], axis=1)
-        counts_by[size] = np.array(groups[size][1], dtype=np.int64)
+        sets = np.sort(keep[local], axis=1)
+        order = np.lexsort(sets.T[::-1])
+        sets_by[size] = sets[order]
+        counts_by[size] = np.array(groups[size][1], dtype=np.int64)[order]
     return sets_by, counts_by
 
 
@@ -181,9 +189,16 @@ def _mlxtend(algorithm: str) -> Miner:
     return run
 
 
+def _spark(matrix: sp.csr_matrix, min_count: int, max_len: int | None, max_itemsets: int | None) -> list:
+    from training.rules.spark import fpgrowth_itemsets
+
+    return fpgrowth_itemsets(matrix, min_count, max_len, max_itemsets)
+
+
 ENGINES = {
     "pyfim": _pyfim,
     "mlxtend-fpgrowth": _mlxtend("fpgrowth"),
     "mlxtend-hmine": _mlxtend("hmine"),
     "mlxtend-apriori": _mlxtend("apriori"),
+    "spark-fpgrowth": _spark,
 }
