@@ -202,7 +202,7 @@ class EcomlabService:
                 except ValueError as exc:
                     raise bad_input(f"queries[{i}]", exc) from None
                 answers.append(series_answer(fc))
-        self.drift.record(served, lambda: {"series_id": [q.series_id for q in queries]})
+        self.drift.record(served, lambda: {"series_id": [q.series_id for q in queries], "horizon": [q.horizon for q in queries]})
         return ForecastResponse(model=served.name, version=served.version, forecasts=answers)
 
     @bentoml.api(route=RECOMMENDER.route, input_spec=RecommendRequest)

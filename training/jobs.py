@@ -139,7 +139,7 @@ def _run_loaded_job(job: JobConfig, model_cfg: Any, hooks: Hooks, replace_unload
         tracking.log_metrics(report.metrics)
         tracking.log_losses(dict(report.losses))
         hooks.stage("logging and registering the model")
-        profile = reference_profile(family.name, feats if family.refit_on_all_data else split.train, model)
+        profile = reference_profile(family.name, feats if family.refit_on_all_data else split.train, model, model_cfg)
         logged = tracking.log_model(model, *family.example(model, fitted, model_cfg), profile=profile)
         scores = Scores(family.direction, family.objective_name, candidate.objective, baseline.objective)
         evaluated = (candidate, baseline)

@@ -15,6 +15,7 @@ from serving.drift import DriftMonitor, Ring
 from serving.drift_profile import read_profile
 from serving.settings import DriftSettings, ServeSettings
 from serving.store import Served
+from training.profiles import horizon_profile
 
 CATEGORIES = [f"sku{i}" for i in range(40)]
 ZIPF = 1.0 / np.arange(1, 41)
@@ -159,7 +160,7 @@ def test_each_handler_records_its_profiled_columns() -> None:
 
     profiles = {
         "segmenter": make_profile("segmenter", {"monetary": numeric_profile([1.0, 2.0, 3.0]), "recency": numeric_profile([1.0, 5.0])}),
-        "forecaster": make_profile("forecaster", {"series_id": categorical_profile(["a", "b"])}),
+        "forecaster": make_profile("forecaster", {"series_id": categorical_profile(["a", "b"]), "horizon": horizon_profile(4, 2)}),
         "recommender": make_profile("recommender", {"items": categorical_profile(["a", "x"]), "basket_size": numeric_profile([1, 2, 3])}),
         "clv": make_profile("clv", {c: numeric_profile([0.0, 1.0, 5.0]) for c in ("frequency", "recency", "T", "monetary")}),
     }
@@ -174,7 +175,7 @@ def test_each_handler_records_its_profiled_columns() -> None:
         w.flush()  # rows are queued per request and copied into the rings in batches
     filled = {f: {k: r.filled for k, r in w.rings.items()} for f, w in svc.drift.windows.items()}
     assert filled == {
-        "segmenter": {"monetary": 2, "recency": 2}, "forecaster": {"series_id": 1},
+        "segmenter": {"monetary": 2, "recency": 2}, "forecaster": {"series_id": 1, "horizon": 1},
         "recommender": {"items": 3, "basket_size": 2}, "clv": {"frequency": 1, "recency": 1, "T": 1, "monetary": 1},
     }
     assert sorted(svc.drift.windows["segmenter"].rings["monetary"].view()) == [5.0, 500.0]
@@ -218,3 +219,25 @@ def test_gauges_follow_the_served_version(monkeypatch: pytest.MonkeyPatch) -> No
     monitor._set_gauges(v2, list(monitor.feature_drift(v2).values()))
     assert registry.get_sample_value("ecomlab_input_drift", {"model": "m", "version": "1", "feature": "amount"}) is None
     assert registry.get_sample_value("ecomlab_input_drift", {"model": "m", "version": "2", "feature": "amount"}) is not None
+
+
+def test_horizons_beyond_the_backtested_one_alert_and_shorter_ones_never_do() -> None:
+    """The forecaster's horizon reference (training/profiles.py): every request within the backtested horizon."""
+    spec = horizon_profile(4, 6)
+    within = compare("horizon", spec, counts_of(spec, [1, 2, 3, 4] * 250), min_window=1000)
+    assert within.status == "ok" and within.psi == 0.0
+    beyond = compare("horizon", spec, counts_of(spec, [4] * 900 + [8] * 100), min_window=1000)
+    assert beyond.status == "alert" and beyond.psi > 0.25  # a tenth of the requests forecast past what was validated
+    few = compare("horizon", spec, counts_of(spec, [4] * 999 + [12]), min_window=1000)
+    assert few.status == "ok"  # one request in a thousand is not drift
+
+
+def test_the_forecasters_profile_holds_its_backtested_horizon() -> None:
+    from training.forecast.config import ForecastConfig
+    from training.profiles import reference_profile
+
+    cfg = ForecastConfig.model_validate({"series": {"freq": "W"}, "backtest": {"horizon": 6}})
+    train = SimpleNamespace(ids=["a", "b", "c"])
+    profile = reference_profile("forecaster", train, None, cfg)
+    assert profile["features"]["horizon"] == {"kind": "numeric", "edges": [6.0], "shares": [1.0, 0.0], "n": 3}
+    assert "horizon" not in reference_profile("forecaster", train, None)["features"]  # no config: series ids only
