@@ -13,7 +13,8 @@ import pandas as pd
 
 from features.contract import COLUMNS, REQUIRED, Accounting, Loaded, Numbering
 from features.readers.baskets import load_basket_source
-from features.readers.files import SourceError
+from features.readers.capacity import check_capacity
+from features.readers.files import SourceError, source_files
 from features.readers.normalise import normalise
 from features.readers.summary import load_summary_source
 from features.readers.synthetic import load_synthetic
@@ -34,6 +35,7 @@ def load(config: str | Path | DataSourceConfig, progress: Progress | None = None
         return load_basket_source(cfg)
     if cfg.format == "customer_summary":
         return load_summary_source(cfg)
+    check_capacity(cfg, source_files(cfg))  # too large for pandas: one line naming the file, before any reading
     return load_tabular(cfg, progress)
 
 
