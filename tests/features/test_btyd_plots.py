@@ -180,13 +180,18 @@ def test_lifetime_section_says_why_it_is_unavailable():
     short = once[once["order_date"] < once["order_date"].min() + pd.Timedelta(weeks=MIN_HISTORY - 1)]
     head, _ = lifetime_section(short)
     assert head["status"] == "unavailable" and f"at least {MIN_HISTORY} weeks" in head["reason"]
-    # 60% of them buy three more times in quick succession just after the last day, then stop (the whole
-    # history sees the burst and the silence after it, so dropout is identified there); a few buy 20 days
-    # on. Every repeat purchase falls in the holdout (the span's last quarter): none in the calibration
-    end, late = once["order_date"].max(), once.sample(frac=0.6, random_state=0)
-    bursts = [late.assign(order_date=end + pd.to_timedelta(np.arange(len(late)) % 5 + 1 + 2 * j, unit="D")) for j in range(3)]
-    tail = once.sample(n=5, random_state=1).assign(order_date=end + pd.Timedelta(days=20))
-    lines = pd.concat([once, *bursts, tail], ignore_index=True).assign(order_id=lambda f: f.index.astype(str))
+    # 60% of them buy first just before the holdout starts, then three more times in quick succession just
+    # after it, then never again: the whole history sees the burst and the weeks of silence after it, so
+    # dropout is identified there; a few others buy once more on the span's last day. Every repeat purchase
+    # falls in the holdout (the span's last quarter): none in the calibration period.
+    last = once["order_date"].max() + pd.Timedelta(days=30)
+    cutoff = last - pd.Timedelta(weeks=holdout_length((last - once["order_date"].min()).days / 7))
+    late = once.sample(frac=0.6, random_state=0)
+    firsts = late.assign(order_date=cutoff - pd.to_timedelta(np.arange(len(late)) % 5 + 1, unit="D"))
+    bursts = [late.assign(order_date=cutoff + pd.to_timedelta(np.arange(len(late)) % 5 + 1 + 2 * j, unit="D")) for j in range(3)]
+    rest = once.drop(late.index)
+    tail = rest.sample(n=5, random_state=1).assign(order_date=last)
+    lines = pd.concat([rest, firsts, *bursts, tail], ignore_index=True).assign(order_id=lambda f: f.index.astype(str))
     head, figures = lifetime_section(lines)
     check = head["holdout_check"]  # the whole history still has its figures; only the holdout check is missing
     assert check["status"] == "unavailable" and check["reason"].startswith("the calibration period up to ")
