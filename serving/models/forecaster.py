@@ -6,14 +6,15 @@ regressors, `exog`: a mapping {column: [one value per step]} or a list of {colum
 one per step (JSON text of either is accepted too).
 
 Response: a long frame, one row per (series, step): series_id, step, ds (ISO date of the period
-start), yhat, model ("sarimax", "snaive", "naive" or "mean"), then lo_<level> / hi_<level> for
-every level any row asked for (null where a row did not ask for that level). Long rows serve
-as plain JSON records and need no unpacking of list cells.
+start), yhat, model ("sarimax", "ets", "theta", "combo" (a mean of such models), "snaive", "naive"
+or "mean"), then lo_<level> / hi_<level> for every level any row asked for (null where a row did not
+ask for that level). Long rows serve as plain JSON records and need no unpacking of list cells.
 
-Nothing is refitted: SARIMAX forecasts come from the stored results (they keep their end, so
-`get_forecast(steps)` continues the series), naive methods from the stored tail. Intervals are the
-conformal ones calibrated at training (`serving.models.intervals`) where the job asked for them and
-there were enough backtest errors, the model's own otherwise (and in models registered before).
+Nothing is refitted: SARIMAX, ETS and Theta forecasts come from the stored statsmodels results (they
+keep their end, so a forecast continues the series), naive methods from the stored tail, a combination
+from its stored members. Intervals are the conformal ones calibrated at training
+(`serving.models.intervals`) where the job asked for them and there were enough backtest errors, the
+model's own otherwise (and in models registered before).
 """
 
 from __future__ import annotations

@@ -24,10 +24,12 @@ import pandas as pd
 
 from features.series import Freq, calendar_exog, future_starts
 from serving.models.intervals import Bounds, Conformal
+from serving.models.smoothing import SMOOTHING_METHODS, smoothing_path
 
 MAX_HORIZON = 1000
 KNOWN_PATH_STEPS = 104  # steps a served SARIMAX forecasts once and slices (see SeriesModel._known_path)
 NAIVE_METHODS = ("snaive", "naive", "mean")
+COMBO = "combo"  # the equal-weight mean of its member models' forecasts
 
 
 def fourier_terms(starts: pd.DatetimeIndex, freq: Freq, season: int, k: int) -> pd.DataFrame:
@@ -85,17 +87,19 @@ class Design:
 
 @dataclass
 class SeriesModel:
-    """One series' fitted model: SARIMAX results or a naive method, and why it is what it is.
+    """One series' fitted model: SARIMAX, ETS or Theta results, a naive method or a combination, and why.
 
     `recipe` is the configuration chosen for the series (method and orders) before this series'
     history adapted it or a fall-back replaced it: what a backtest refits at every origin, applying
     the same adaptation and fall-backs. `params` is what was fitted here. `conformal` replaces the
     model's own intervals by calibrated ones where it can (None: the model's own, as in models
     registered before calibration existed: the class default fills the attribute they lack).
+    A combination (`method` "combo") forecasts the mean of its `members`' points, and the mean of
+    their lower and upper bounds as its own interval (before any conformal calibration of its own).
     """
 
     unique_id: str
-    method: str  # "sarimax" | "snaive" | "naive" | "mean"
+    method: str  # "sarimax" | "ets" | "theta" | "snaive" | "naive" | "mean" | "combo"
     params: dict[str, Any]
     reason: str
     last_ds: pd.Timestamp
@@ -110,6 +114,7 @@ class SeriesModel:
     recipe: dict[str, Any] = field(default_factory=dict)
     failure: str = ""  # the numerical error a SARIMAX fit fell back from ("" when none)
     conformal: Conformal | None = None
+    members: tuple[SeriesModel, ...] = ()  # a combination's models (their own intervals, no conformal)
 
     def forecast(self, horizon: int, levels: list[int], user_exog: pd.DataFrame | None = None) -> pd.DataFrame:
         """step, ds, yhat and lo_/hi_ bounds for each level."""
@@ -124,8 +129,10 @@ class SeriesModel:
         changes the pickled model (never its numbers); `training` forecasts on copies where that matters.
         """
         starts = future_starts(self.last_ds, self.design.freq, horizon)
-        if self.method != "sarimax":
+        if self.method in NAIVE_METHODS:
             mean, bounds = naive_forecast(self.method, self.tail, self.sigma, self.n_obs, horizon, levels)
+        elif self.method == COMBO:
+            mean, bounds = self._combination(horizon, levels, user_exog)
         elif self.design.user:  # the caller's future regressor values: computed per request
             mean, bounds = self._sarimax(starts, horizon, levels, user_exog)
         else:
@@ -143,13 +150,23 @@ class SeriesModel:
         cached = self.__dict__.get("_path")
         if cached is None or len(cached[0]) < horizon:
             steps = max(horizon, KNOWN_PATH_STEPS)
-            starts = future_starts(self.last_ds, self.design.freq, steps)
-            fc = self.results.get_forecast(steps=steps, exog=self.design.matrix(starts, None))
-            mean = np.asarray(fc.predicted_mean, dtype="float64") * self.scale
-            se = np.asarray(fc.se_mean, dtype="float64") * self.scale
-            cached = (mean, se)
+            if self.method in SMOOTHING_METHODS:
+                mean, se = smoothing_path(self.method, self.results, self.n_obs, steps)
+            else:
+                starts = future_starts(self.last_ds, self.design.freq, steps)
+                fc = self.results.get_forecast(steps=steps, exog=self.design.matrix(starts, None))
+                mean, se = np.asarray(fc.predicted_mean, dtype="float64"), np.asarray(fc.se_mean, dtype="float64")
+            cached = (mean * self.scale, se * self.scale)
             self.__dict__["_path"] = cached
         return cached[0][:horizon].copy(), cached[1][:horizon].copy()
+
+    def _combination(self, horizon: int, levels: list[int], user_exog: pd.DataFrame | None) -> tuple[np.ndarray, Bounds]:
+        """The members' mean point forecast, and the mean of their bounds at each level."""
+        parts = [m.forecast_arrays(horizon, levels, user_exog)[1:] for m in self.members]
+        mean = np.mean([p[0] for p in parts], axis=0)
+        bounds = {lv: (np.mean([p[1][lv][0] for p in parts], axis=0), np.mean([p[1][lv][1] for p in parts], axis=0))
+                  for lv in levels}
+        return mean, bounds
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()

@@ -1,9 +1,9 @@
 """The sales forecaster family (`ForecasterFamily`), a package split by concern:
 
 config (the job's `model:` section), spec (a series' candidate model and how history adapts it),
-fit (one series and all of them, with the numerical fall-backs), backtest (the one rolling-origin
-splitter and a series' backtest), scoring (THE score), selection (per-series choice across trials),
-figures, family (the hooks), parallel (the worker pool).
+fit (one series and all of them, with the numerical fall-backs), smoothing (ETS and Theta fits),
+backtest (the one rolling-origin splitter and a series' backtest), scoring (THE score), selection
+(per-series choice across trials and combinations), figures, family (the hooks), parallel (the worker pool).
 
 Worker processes import this package to run `fit` and `backtest`, so the modules that load Optuna,
 matplotlib or MLflow (family, scoring, figures: ~5 s of imports per worker here) are imported on

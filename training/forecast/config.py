@@ -11,6 +11,7 @@ from features.series import DEFAULT_HORIZON, SEASON_LENGTH, ExogOptions, SeriesO
 from serving.models.series_model import check_levels
 
 SWITCH_MARGIN = 0.2  # see selection.best_per_series
+METHODS = ("sarimax", "ets", "theta")  # the model types a study may try
 
 
 class BacktestOptions(Strict):
@@ -46,12 +47,23 @@ class ForecastConfig(Strict):
     )
     max_workers: int = Field(2, ge=1)
     search: SearchSpace = SearchSpace()
+    methods: list[Literal["sarimax", "ets", "theta"]] = Field(
+        default_factory=lambda: list(METHODS), min_length=1, description="model types the study tries (all by default)",
+    )
+    combine_max: int = Field(
+        3, ge=0, le=5, description="combinations of a series' 2..combine_max best trials are candidates too; 0 or 1: none",
+    )
     min_train: int = Field(16, ge=4, description="shortest history a SARIMAX is fitted on")
     seasonal_arma_max: int = Field(24, ge=1, description="longer seasons use Fourier terms, not seasonal ARMA")
     maxiter: int = Field(50, ge=5, description="optimiser iterations per SARIMAX fit")
     selection_margin: float = Field(
         SWITCH_MARGIN, ge=0, lt=1, description="a series leaves the study's best config only for a gain this large",
     )
+
+    @field_validator("methods")
+    @classmethod
+    def _methods(cls, v: list[str]) -> list[str]:
+        return list(dict.fromkeys(v))
 
     @field_validator("levels")
     @classmethod

@@ -1,15 +1,15 @@
-"""The sales forecaster family: one SARIMAX per series, chosen and scored on rolling-origin backtests.
+"""The sales forecaster family: one model per series (SARIMAX, ETS, Theta or a combination), chosen and scored on rolling-origin backtests.
 
 How a job runs through it (the hooks of `training.family.Family`):
 - `features` builds the long series table (`features.series`); `split` cuts rolling-origin
   windows (`backtest`): `test` = the last `backtest.folds` windows of the data; `valid` = as many
   (`backtest.selection_folds`) windows ending at the first test origin; `train` = each series cut
   at the first test origin. Every window refits before its origin.
-- A trial samples ONE configuration (p,d,q,P,D,Q,trend,fourier); `evaluate` backtests it on every
+- A trial samples ONE configuration (a model type of `methods` and its settings); `evaluate` backtests it on every
   series of `valid` in parallel and returns the mean MASE, a per-series table and per-step losses.
 - `select` gives each series a configuration across the trials (`selection.best_per_series`, on
-  `valid` only: the study's best unless one of its own is clearly better; seasonal naive where
-  nothing beats it). `fit` fits each series' choice; `score` backtests a model's recipes on the
+  `valid` only: the study's best unless one of its own is clearly better; the mean of its best 2..3
+  trials unless a single one is clearly better; seasonal naive where nothing comes close). `fit` fits each series' choice; `score` backtests a model's recipes on the
   test windows (`scoring`), the seasonal-naive baseline and the champion alike.
 - The registered model is refit on all the data (`refit_on_all_data`): forecasts start where the
   data ends.
@@ -30,6 +30,7 @@ from features.contract import Loaded
 from features.series import SeriesSet, build_series
 from serving.models.base import ForecasterModel
 from serving.models.forecaster import ForecastModel
+from serving.models.series_model import NAIVE_METHODS
 from training.family import Evaluation, Report, Split, TrialResult
 from training.forecast.backtest import Windows
 from training.forecast.calibration import calibrate_models
@@ -51,6 +52,7 @@ from training.forecast.scoring import (
     summarise,
 )
 from training.forecast.selection import best_per_series
+from training.forecast.spec import Spec
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +60,7 @@ SNAIVE = {"method": "snaive"}
 
 
 class ForecasterFamily:
-    """Sales forecasts per series: SARIMAX tuned on rolling-origin backtests against seasonal naive."""
+    """Sales forecasts per series: SARIMAX, ETS and Theta tuned on rolling-origin backtests against seasonal naive."""
 
     name = "forecaster"
     direction: Literal["maximize", "minimize"] = "minimize"
@@ -89,23 +91,52 @@ class ForecasterFamily:
         return Split(valid.series, valid, test)
 
     def initial_trials(self, cfg: ForecastConfig) -> list[dict[str, Any]]:
-        """Well-tried configurations to enqueue before the sampler takes over (those within the bounds)."""
+        """Well-tried configurations to enqueue before the sampler takes over (those within the bounds and methods).
+
+        The model types alternate, so that a short study has tried each of them (and a series' best few,
+        which combinations are made of, can differ in kind).
+        """
         s = cfg.search
-        seeds = [  # exponential smoothing, with a Fourier season, ARIMA(1,1,1), AR(1) around a mean
+        arima = [  # exponential smoothing as an ARIMA, with a Fourier season, ARIMA(1,1,1), AR(1) around a mean
             {"p": 0, "d": 1, "q": 1, "trend": "n", "fourier": 0},
             {"p": 0, "d": 1, "q": 1, "trend": "n", "fourier": 2},
             {"p": 1, "d": 1, "q": 1, "trend": "n", "fourier": 2},
             {"p": 1, "d": 0, "q": 0, "trend": "c", "fourier": 2},
         ]
         if cfg.season <= cfg.seasonal_arma_max:  # plus the airline model and its ARIMA(1,1,1) variant
-            seeds = [{**p, "P": 0, "D": 0, "Q": 0} for p in seeds]
-            seeds += [{"p": 0, "d": 1, "q": 1, "trend": "n", "fourier": 0, "P": 0, "D": 1, "Q": 1},
+            arima = [{**p, "P": 0, "D": 0, "Q": 0} for p in arima]
+            arima += [{"p": 0, "d": 1, "q": 1, "trend": "n", "fourier": 0, "P": 0, "D": 1, "Q": 1},
                       {"p": 1, "d": 1, "q": 1, "trend": "n", "fourier": 0, "P": 0, "D": 1, "Q": 1}]
         limits = {"p": s.p_max, "d": s.d_max, "q": s.q_max, "fourier": s.fourier_max, "P": s.P_max, "D": s.D_max, "Q": s.Q_max}
-        return [p for p in seeds if all(v <= limits[k] for k, v in p.items() if k != "trend") and p["trend"] in s.trends]
+        arima = [{"method": "sarimax", **p} for p in arima
+                 if all(v <= limits[k] for k, v in p.items() if k != "trend") and p["trend"] in s.trends]
+        season = "add" if cfg.season <= cfg.seasonal_arma_max else "n"
+        ets = [{"method": "ets", "error": "add", "ets_trend": "add", "damped": True, "ets_season": season},
+               {"method": "ets", "error": "add", "ets_trend": "n", "ets_season": "n"},
+               {"method": "ets", "error": "mul", "ets_trend": "add", "damped": True, "ets_season": "n"}]
+        theta = [{"method": "theta", "deseasonalize": True}, {"method": "theta", "deseasonalize": False}]
+        by_method = {"sarimax": arima, "ets": ets, "theta": theta}
+        kinds = [by_method[m] for m in cfg.methods]
+        seeds = [kind[i] for i in range(max(map(len, kinds))) for kind in kinds if i < len(kind)]
+        if cfg.methods == ["sarimax"]:  # the search space then has no `method`: seeds without it
+            seeds = [{k: v for k, v in p.items() if k != "method"} for p in seeds]
+        return seeds
 
     def search_space(self, trial: optuna.Trial, cfg: ForecastConfig) -> dict[str, Any]:
-        """One configuration for every series; seasonal ARMA orders only where the season allows them."""
+        """One configuration for every series: a model type (`methods`) and its settings.
+
+        SARIMAX: orders, trend, Fourier pairs, and seasonal ARMA orders only where the season allows them;
+        ETS: error, trend, damping, season; Theta: with or without deseasonalising. A config with
+        `methods: [sarimax]` samples exactly the parameters it did before model types existed.
+        """
+        method = trial.suggest_categorical("method", list(cfg.methods)) if len(cfg.methods) > 1 else cfg.methods[0]
+        if method == "ets":
+            trend = trial.suggest_categorical("ets_trend", ["n", "add"])
+            return {"method": "ets", "error": trial.suggest_categorical("error", ["add", "mul"]), "ets_trend": trend,
+                    "damped": trial.suggest_categorical("damped", [False, True]) if trend != "n" else False,
+                    "ets_season": trial.suggest_categorical("ets_season", ["n", "add", "mul"])}
+        if method == "theta":
+            return {"method": "theta", "deseasonalize": trial.suggest_categorical("deseasonalize", [True, False])}
         s = cfg.search
         params = {
             "p": trial.suggest_int("p", 0, s.p_max),
@@ -120,7 +151,7 @@ class ForecasterFamily:
                 "D": trial.suggest_int("D", 0, s.D_max),
                 "Q": trial.suggest_int("Q", 0, s.Q_max),
             }
-        return params
+        return params if len(cfg.methods) == 1 else {"method": "sarimax", **params}
 
     def fit(self, feats: SeriesSet, params: dict[str, Any], cfg: ForecastConfig) -> ForecastModel:
         """Every series' model (its `per_series` choice, else the shared params): the servable itself.
@@ -159,7 +190,11 @@ class ForecasterFamily:
     def select(self, trials: list[TrialResult], best_params: dict[str, Any], cfg: ForecastConfig) -> dict[str, Any]:
         """The study's best params plus each series' choice across the trials (see `best_per_series`)."""
         details = [(t.params, t.evaluation.details) for t in trials]
-        return {**best_params, "per_series": best_per_series(details, cfg.selection_margin)}
+        losses = [t.evaluation.losses for t in trials]
+        chosen = best_per_series(details, cfg.selection_margin, losses, cfg.combine_max)
+        for uid, params in chosen.items():
+            log.info("series %s: %s (%s)", uid, Spec.from_params(params).label(), params.get("note", ""))
+        return {**best_params, "per_series": chosen}
 
     def report(self, fitted: ForecastModel, feats: SeriesSet, cfg: ForecastConfig) -> Report:
         """Figures and tables of the registered model, and its recipes backtested again on the test windows.
@@ -184,7 +219,7 @@ class ForecasterFamily:
         metrics = {
             "partial_periods": float(len(feats.partial)),
             "groups_dropped_by_top_n": float(feats.groups_dropped),
-            "final_series_fallback": float((models["method"] != "sarimax").sum()),
+            "final_series_fallback": float(models["method"].isin(NAIVE_METHODS).sum()),
             "final_fits_failed": float((models["fit_failure"] != "").sum()),
             "final_convergence_warnings": float(models["convergence_warnings"].sum()),
             "final_series_model_intervals": float(models["intervals"].str.contains("model").sum()),

@@ -17,7 +17,7 @@ from statsmodels.tsa.stattools import acf
 
 from features.series import SeriesSet
 from serving.models.forecaster import ForecastModel
-from serving.models.series_model import SeriesModel, forecast_frame
+from serving.models.series_model import NAIVE_METHODS, SeriesModel, forecast_frame
 from training.forecast.spec import Spec
 
 
@@ -64,7 +64,14 @@ def fold_error_figure(folds: pd.DataFrame) -> Figure:
 
 
 def residuals(model: SeriesModel, y: np.ndarray) -> np.ndarray:
-    """One-step in-sample residuals (SARIMAX, after its differencing burn-in) or the naive method's."""
+    """One-step in-sample residuals (SARIMAX, after its differencing burn-in; ETS) or the naive method's.
+
+    Theta and combinations keep no in-sample fit: no residuals (empty).
+    """
+    if model.method == "ets":
+        return y - np.asarray(model.results.fittedvalues, dtype="float64") * model.scale
+    if model.method not in NAIVE_METHODS and model.method != "sarimax":
+        return np.empty(0)
     if model.method == "sarimax":
         spec = Spec.from_params(model.params)
         burn = spec.order[1] + spec.seasonal[1] * model.design.season
@@ -81,7 +88,7 @@ def acf_figure(model: ForecastModel, feats: SeriesSet, ids: list[str]) -> Figure
         resid = residuals(series, feats.series(uid)["y"].to_numpy(dtype="float64"))
         nlags = min(2 * model.season, len(resid) // 2, 60)
         if len(resid) < 4 or np.allclose(resid, resid[0]):
-            ax.set_title(f"{uid}: residuals constant, no ACF", fontsize=9)
+            ax.set_title(f"{uid}: {'no in-sample residuals' if len(resid) == 0 else 'residuals constant'}, no ACF", fontsize=9)
             continue
         values = acf(resid, nlags=nlags, fft=True)
         ax.bar(np.arange(len(values)), values, width=0.4)

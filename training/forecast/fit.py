@@ -1,4 +1,4 @@
-"""Fitting one series (SARIMAX or the documented fall-back) and every series of a job.
+"""Fitting one series (SARIMAX, ETS, Theta, a combination of them, or the documented fall-back) and every series of a job.
 
 - a series that is constant (all zero included) gets a flat `mean` forecast; one shorter than
   `min_train` (or than twice the spec's parameters) gets seasonal naive (naive-1 below one season);
@@ -7,7 +7,9 @@
   non-decomposable matrices in the Kalman filter), FloatingPointError (non-finite parameters or
   likelihood after the fit), or a ValueError raised inside numpy or scipy (e.g. "array must not
   contain infs or NaNs" once the optimiser steps to non-finite values). Anything else, statsmodels'
-  own argument checks included, is a bug or bad input and propagates.
+  own argument checks included, is a bug or bad input and propagates. ETS and Theta fits
+  (`smoothing`) fall back the same way;
+- a combination fits each member as above (each with its own fall-backs) and forecasts their mean.
 
 SARIMAX is fitted with `low_memory=True`; those results cannot give forecast intervals (statsmodels
 0.15 then keeps no forecast error covariance: `conf_int` is all NaN), so the fitted parameters are
@@ -32,9 +34,10 @@ from threadpoolctl import threadpool_limits
 
 from features.series import SeriesSet
 from serving.models.intervals import Conformal
-from serving.models.series_model import Design, SeriesModel
+from serving.models.series_model import COMBO, NAIVE_METHODS, Design, SeriesModel
 from training.forecast.config import ForecastConfig
 from training.forecast.parallel import run_parallel
+from training.forecast.smoothing import smoothing_model
 from training.forecast.spec import Context, Spec, adapt, fallback_method, n_params
 
 log = logging.getLogger(__name__)
@@ -74,18 +77,23 @@ def _fit_or_fall_back(
     base = Design(ctx.freq, ctx.season)
     if np.all(y == y[0]):
         return naive_model(uid, "mean", y, ds, base, f"constant series (every period {y[0]:g}): flat forecast")
-    if spec.method != "sarimax":
+    if spec.method in NAIVE_METHODS:
         method = spec.method if spec.method != "snaive" else fallback_method(n, ctx.season)
         short = " (history shorter than one season: naive-1)" if method != spec.method else ""
         return naive_model(uid, method, y, ds, base, (note or f"{spec.method} chosen") + short)
-    spec, notes = adapt(spec, n, ctx)
+    if spec.method == COMBO:
+        return combination_model(uid, y, ds, user, spec, ctx, note)
+    spec, notes = adapt(spec, n, ctx, positive=bool(np.all(y > 0)))
     need = max(ctx.min_train, 2 * n_params(spec, ctx) + spec.order[1] + spec.seasonal[1] * ctx.season)
     if n < need:
         return naive_model(uid, fallback_method(n, ctx.season), y, ds, base,
                            f"too short for {spec.label()}: {n} periods < {need}")
-    design = Design(ctx.freq, ctx.season, spec.fourier, list(ctx.calendar), list(ctx.user))
+    reason = "; ".join([note, *notes]).strip("; ")
     try:
-        return sarimax_model(uid, y, ds, user, spec, design, ctx, "; ".join([note, *notes]).strip("; "))
+        if spec.method != "sarimax":
+            return smoothing_model(uid, y, ds, spec, ctx, reason)
+        design = Design(ctx.freq, ctx.season, spec.fourier, list(ctx.calendar), list(ctx.user))
+        return sarimax_model(uid, y, ds, user, spec, design, ctx, reason)
     except (np.linalg.LinAlgError, FloatingPointError, ValueError) as exc:
         if not numerical_failure(exc):
             raise
@@ -94,6 +102,21 @@ def _fit_or_fall_back(
         model = naive_model(uid, fallback_method(n, ctx.season), y, ds, base, f"{spec.label()} fit failed ({failure})")
         model.failure = failure
         return model
+
+
+def combination_model(
+    uid: str, y: np.ndarray, ds: pd.DatetimeIndex, user: pd.DataFrame | None, spec: Spec, ctx: Context, note: str,
+) -> SeriesModel:
+    """Each member fitted (with its own fall-backs); the combination forecasts their mean."""
+    members = tuple(fit_series(uid, y, ds, user, member, ctx) for member in spec.members)
+    regressors = sorted({c for m in members for c in m.design.user})
+    fell_back = [f"{Spec.from_params(m.recipe).label()}: {m.reason}" for m in members if m.method in NAIVE_METHODS]
+    reason = "; ".join([note or spec.label(), *(f"member fell back ({x})" for x in fell_back)])
+    return SeriesModel(uid, COMBO, spec.as_params(), reason, pd.Timestamp(ds[-1]), len(y),
+                       Design(ctx.freq, ctx.season, user=regressors),
+                       warnings=sum(m.warnings for m in members),
+                       convergence_warnings=sum(m.convergence_warnings for m in members),
+                       failure="; ".join(m.failure for m in members if m.failure), members=members)
 
 
 def naive_model(uid: str, method: str, y: np.ndarray, ds: pd.DatetimeIndex, design: Design, reason: str) -> SeriesModel:

@@ -26,6 +26,7 @@ import pandas as pd
 from serving.models.base import ForecasterModel
 from serving.models.forecaster import ForecastModel
 from serving.models.intervals import Conformal
+from serving.models.series_model import NAIVE_METHODS
 from training.family import Evaluation
 from training.forecast.backtest import LOSS_COLUMNS, SeriesBacktest, Windows
 from training.forecast.config import ForecastConfig
@@ -76,12 +77,17 @@ def summarise(folds: pd.DataFrame, losses: pd.DataFrame | None, levels: list[int
         "series": float(len(per)),
         "series_mase_undefined": float(len(per) - len(defined)),
         "series_beating_snaive": float(defined["beats_snaive"].sum()),
-        "series_fallback": float((~per["method"].str.contains("sarimax")).sum()),
+        "series_fallback": float(per["method"].map(_only_naive).sum()),
         "fits_failed": float(per["fits_failed"].sum()),
         "convergence_warnings": float(per["convergence_warnings"].sum()),
     })
     objective = float(defined["mase"].mean()) if len(defined) else math.inf
     return Evaluation(objective=objective, metrics=metrics, details=per, losses=losses)
+
+
+def _only_naive(methods: str) -> bool:
+    """Whether every fold of a series fell back to a naive method (`methods`: the folds' methods, comma-joined)."""
+    return all(m in NAIVE_METHODS for m in methods.split(","))
 
 
 def evaluate_params(
