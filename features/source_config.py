@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import Field, field_validator, model_validator
 
 from features.config_io import Strict, parse_model, read_yaml
+from features.spark.settings import Engine, SparkSettings
 from features.synthetic.options import SyntheticOptions
 
 Format = Literal["csv", "whitespace", "parquet", "excel", "synthetic", "basket_csv", "basket_dat", "customer_summary"]
@@ -93,6 +94,8 @@ class DataSourceConfig(Strict):
     #: format customer_summary: the per-customer table's columns (default: named as in features.btyd) and unit
     summary_columns: SummaryColumns | None = None
     time_unit: Literal["weeks", "days"] | None = None
+    engine: Engine = "pandas"  # spark: load and compute KPIs on Spark (`--engine` overrides it)
+    spark: SparkSettings = SparkSettings()
     source_file: str = ""  # filled by load_source_config: the YAML this came from
 
     @field_validator("constants")

@@ -10,8 +10,15 @@ import typer
 from rich.table import Table
 
 from features.contract import Loaded
-from training.cli.app import app, console, user_errors
+from training.cli.app import app, console, expect_kind, user_errors
 from training.cli.data import load_with_progress
+
+
+class EngineChoice(str, Enum):
+    """Where the KPIs are computed."""
+
+    pandas = "pandas"
+    spark = "spark"
 
 
 class Period(str, Enum):
@@ -28,13 +35,56 @@ def kpis(
     out: Annotated[Path | None, typer.Option(help="folder for kpis.json, PNG plots and report.html")] = None,
     churn_days: Annotated[int, typer.Option(min=1, help="inactivity window (days) that defines churn")] = 90,
     period: Annotated[Period, typer.Option(help="the period of revenue by period")] = Period.month,
+    engine: Annotated[EngineChoice | None, typer.Option(help="pandas or spark; overrides the config's `engine:`")] = None,
 ) -> None:
     """Compute the full KPI report of a source; tables in the terminal, files in --out."""
     with user_errors():
-        loaded = load_with_progress(config)
-    page = compute_and_write_kpis(loaded, out, churn_days, period.value)
+        chosen = engine.value if engine else _config_engine(config)
+        if chosen == "spark":
+            page = _spark_kpis(config, out, churn_days, period.value)
+        else:
+            page = compute_and_write_kpis(load_with_progress(config), out, churn_days, period.value)
     if page:
         console.print(f"report: [bold]{page}[/]")
+
+
+def _config_engine(config: Path) -> str:
+    from features.source_config import load_source_config
+
+    expect_kind(config, "data")
+    return load_source_config(config).engine
+
+
+def _spark_kpis(config: Path, out: Path | None, churn_days: int, period: str) -> Path | None:
+    """The same report on the Spark engine (`features.spark`); the customer-lifetime section is not computed there."""
+    from features.source_config import load_source_config
+    from features.spark.kpis import kpi_report_spark
+    from features.spark.read import load_spark
+    from features.spark.session import spark_session
+
+    expect_kind(config, "data")
+    cfg = load_source_config(config)
+    with console.status(f"starting Spark ({cfg.spark.master})"):
+        session = spark_session(cfg.spark)
+    with console.status(f"loading {config.name} on Spark"):
+        loaded = load_spark(session, cfg)
+    try:
+        with console.status("computing KPIs on Spark"):
+            report = kpi_report_spark(loaded.lines, customers=loaded.customers, inventory=loaded.inventory,
+                                      options={"churn_window_days": churn_days, "revenue_period": period})
+    finally:
+        loaded.lines.unpersist()
+    print_kpis(report)
+    if out is None:
+        return None
+    from features.kpis import headline
+    from features.plots import kpi_figures
+    from features.report import write_report
+
+    lifetime = ({"status": "unavailable", "reason": "not computed on the Spark engine (run with --engine pandas)"}, {})
+    with console.status("writing plots and the HTML report"):
+        meta = {"data": loaded.name, "engine": "spark", **loaded.accounting.as_dict(), **headline(report)}
+        return write_report(report, kpi_figures(report), out, f"ecomlab KPI report: {loaded.name}", meta, lifetime)
 
 
 def compute_and_write_kpis(loaded: Loaded, out: Path | None, churn_days: int = 90, period: str = "month") -> Path | None:
