@@ -20,6 +20,21 @@ import pandas as pd
 from features.kpis.base import KpiUnavailable, Prepared, prepare, require_columns
 
 
+
+def signups(customers: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
+    """The customers table's signup dates: (id, date) of each customer with one (first row per id), and the
+    ids listed without one; a signup_date that is not a date is KpiUnavailable naming the rows. The Spark
+    engine (features/spark/kpis/cohorts.py) reads the table the same way."""
+    require_columns(customers, ["customer_id"], "customers table")
+    dates = pd.to_datetime(customers["signup_date"], errors="coerce")
+    bad = np.flatnonzero((customers["signup_date"].notna() & dates.isna()).to_numpy())
+    if len(bad):
+        raise KpiUnavailable(f"customers table: signup_date is not a date in {len(bad)} rows (first rows {bad[:5].tolist()})")
+    known = pd.DataFrame({"id": customers["customer_id"].astype("string"), "date": dates})
+    no_date = known[known["id"].notna() & known["date"].isna()]["id"]
+    return known[known["id"].notna() & known["date"].notna()].drop_duplicates("id"), no_date
+
+
 def _month(values: np.ndarray) -> np.ndarray:
     """Month index (years * 12 + month) of datetime64 values."""
     return values.astype("datetime64[M]").astype(np.int64)
@@ -37,15 +52,8 @@ def _cohort_months(data: Prepared, customers: pd.DataFrame | None) -> tuple[np.n
     signup_ids, signup = np.array([], dtype=object), np.array([], dtype=np.int64)
     unplaced = 0
     if customers is not None and "signup_date" in customers.columns:
-        require_columns(customers, ["customer_id"], "customers table")
-        dates = pd.to_datetime(customers["signup_date"], errors="coerce")
-        bad = np.flatnonzero((customers["signup_date"].notna() & dates.isna()).to_numpy())
-        if len(bad):
-            raise KpiUnavailable(f"customers table: signup_date is not a date in {len(bad)} rows (first rows {bad[:5].tolist()})")
-        known = pd.DataFrame({"id": customers["customer_id"].astype("string"), "date": dates})
-        no_date = known[known["id"].notna() & known["date"].isna()]["id"]
+        known, no_date = signups(customers)
         unplaced = int((~no_date.isin(buyer_ids)).sum())  # no signup date and never bought: in no cohort
-        known = known[known["id"].notna() & known["date"].notna()].drop_duplicates("id")
         signup_ids = known["id"].to_numpy(dtype=object)
         signup = _month(known["date"].to_numpy().astype("datetime64[D]"))
     ids = np.union1d(signup_ids, buyer_ids)

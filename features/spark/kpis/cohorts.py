@@ -13,8 +13,7 @@ import numpy as np
 import pandas as pd
 
 from features.kpis import KpiUnavailable
-from features.kpis.base import require_columns
-from features.kpis.cohorts import _average, _cohort_by, _label as month_label, _wide
+from features.kpis.cohorts import _average, _cohort_by, _label as month_label, _wide, signups
 from features.spark.kpis.prepared import F, SparkPrepared
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -37,14 +36,8 @@ def _signups(spark: SparkSession, customers: Frame) -> tuple[DataFrame | None, l
     """(customer_id, signup month) of the customers table, and the ids listed without a signup date."""
     if customers is None or "signup_date" not in customers.columns:
         return None, []
-    require_columns(customers, ["customer_id"], "customers table")
-    dates = pd.to_datetime(customers["signup_date"], errors="coerce")
-    bad = np.flatnonzero((customers["signup_date"].notna() & dates.isna()).to_numpy())
-    if len(bad):
-        raise KpiUnavailable(f"customers table: signup_date is not a date in {len(bad)} rows (first rows {bad[:5].tolist()})")
-    known = pd.DataFrame({"id": customers["customer_id"].astype("string"), "date": dates})
-    no_date = known[known["id"].notna() & known["date"].isna()]["id"].astype(object).tolist()
-    known = known[known["id"].notna() & known["date"].notna()].drop_duplicates("id")
+    known, missing = signups(customers)
+    no_date = missing.astype(object).tolist()
     months = known["date"].to_numpy().astype("datetime64[D]").astype("datetime64[M]").astype(np.int64)
     rows = list(zip(known["id"].astype(object), months.tolist()))
     return spark.createDataFrame(rows, "customer_id string, signup long"), no_date
