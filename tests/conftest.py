@@ -68,6 +68,8 @@ def registry(tmp_path_factory: pytest.TempPathFactory, mlflow_template_db: Path)
         job["tuning"]["n_trials"] = trials
         if name == "segment":
             job["model"]["evaluation"]["stability_seeds"] = 1
+        if name == "forecast":
+            job["model"]["calibration"] = {"folds": 3, "step": 4}  # 3 calibration origins, not 20: these tests are about HTTP
         (folder / f"{name}.yaml").write_text(yaml.safe_dump(job))
     old_cwd, old_uri = Path.cwd(), os.environ.get("MLFLOW_TRACKING_URI")
     os.chdir(folder)

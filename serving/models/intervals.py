@@ -5,8 +5,8 @@ them, so a served model needs no training code. The calibrated score is the abso
 the forecast, |y - yhat| / d with d = max(|yhat|, floor): sales errors grow with the level, so a
 relative width follows a series whose level moved since its calibration windows (on the 10 weekly
 real series of bench/forecast.py, SARIMAX(1,1,1) with 2 Fourier pairs, absolute errors scaled per
-series covered 0.65 / 0.94 at 80% / 95%, relative ones 0.76 / 0.99). A level
-without a finite quantile keeps the model's own interval (too few errors to calibrate it), and
+series covered 0.65 / 0.94 at 80% / 95%, relative ones 0.76 / 0.99; the comparison with the
+current calibration is in `training.forecast.calibration`). A level without a finite quantile keeps the model's own interval (too few errors to calibrate it), and
 `describe` says which levels are which.
 """
 
@@ -18,8 +18,8 @@ import numpy as np
 
 Bounds = dict[int, tuple[np.ndarray, np.ndarray]]
 
-MODEL, OWN, POOLED = 0, 1, 2  # where a level's quantiles come from
-SOURCES = {MODEL: "model", OWN: "series", POOLED: "pooled"}
+MODEL, OWN, POOLED, SHRUNK = 0, 1, 2, 3  # where a level's quantiles come from
+SOURCES = {MODEL: "model", OWN: "series", POOLED: "pooled", SHRUNK: "series+pooled"}
 
 
 def denominator(yhat: np.ndarray, floor: float) -> np.ndarray:
@@ -31,7 +31,8 @@ def denominator(yhat: np.ndarray, floor: float) -> np.ndarray:
 class Conformal:
     """Relative error quantiles per level and step: `q[level - 1, step - 1]` (NaN: not calibrated).
 
-    `source[level - 1]` is MODEL, OWN (this series' errors) or POOLED (every series' errors);
+    `source[level - 1]` is MODEL, OWN (this series' errors), POOLED (every series' errors) or SHRUNK
+    (this series' quantile shrunk to the pooled one; models calibrated before it existed have OWN);
     `floor` is the smallest denominator (a share of the series' mean size); `windows` says which
     backtest windows gave the errors. Quantiles grow with the level, and a level left to the model
     is widened to the calibrated level below it where that is wider: a 95% interval always

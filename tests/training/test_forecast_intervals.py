@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 from features.series import SeriesOptions, SeriesSet
 from serving.models.forecaster import ForecastModel
-from serving.models.intervals import MODEL, OWN, POOLED
+from serving.models.intervals import MODEL, POOLED, SHRUNK
 from training.forecast import ForecastConfig, ForecasterFamily, Windows
 from training.forecast.calibration import calibrate, quantile_rows
 from training.forecast.figures import models_table
@@ -33,6 +33,7 @@ def series_set(frames: dict[str, np.ndarray], start: str = "2018-01-01") -> Seri
 def config(**kw) -> ForecastConfig:
     kw.setdefault("max_workers", 1)
     kw.setdefault("backtest", {"horizon": HORIZON})
+    kw.setdefault("calibration", {"folds": 3, "step": HORIZON})  # few windows: fast (the default's: test_forecast_calibration)
     return ForecastConfig(series=SeriesOptions(freq="W"), **kw)
 
 
@@ -69,18 +70,19 @@ def test_quantile_is_the_kth_smallest_error_with_k_ceil_n_plus_1_times_level():
     assert nineteen[95 - 1, 0] == 19.0 and np.isnan(nineteen[96 - 1, 0])
 
 
-def test_own_scores_when_enough_else_pooled_relative_errors_else_the_models_own():
+def test_own_scores_shrunk_to_pooled_relative_errors_else_the_models_own():
     rows = [{"series_id": "big", "fold": f, "step": 1, "yhat": 100.0, "abs_error": float(f + 1)} for f in range(19)]
     rows += [{"series_id": "small", "fold": f, "step": 1, "yhat": -1000.0, "abs_error": 10.0 * (f + 1)} for f in range(5)]
     rows += [{"series_id": "zero", "fold": 0, "step": 1, "yhat": 0.0, "abs_error": 5.0}]  # 0 / 0: no score
-    out = calibrate(pd.DataFrame(rows), {"big": 0.0, "small": 0.0, "zero": 0.0, "new": 3.0}, steps=1, windows="w")
-    assert (out["big"].source[:95] == OWN).all() and out["big"].q[95 - 1, 0] == 0.19  # k = ceil(20 * .95) = 19
-    assert out["big"].q[80 - 1, 0] == 0.16 and out["big"].source[96 - 1] == MODEL  # k = 20 > 19 scores
-    # small: 5 own scores < 19, so the pooled scores 0.01..0.19 and 0.01..0.05 (24): k = ceil(25 * .8) = 20 -> 0.15
-    assert out["small"].source[80 - 1] == POOLED and out["small"].q[80 - 1, 0] == pytest.approx(0.15)
+    out = calibrate(pd.DataFrame(rows), {"big": 0.0, "small": 0.0, "zero": 0.0, "new": 3.0}, steps=1, windows="w", shrink=0.0)
+    assert (out["big"].source[:95] == SHRUNK).all() and out["big"].q[95 - 1, 0] == 0.19  # shrink 0: own, k = 19
+    assert out["big"].q[80 - 1, 0] == 0.16 and out["big"].source[96 - 1] == POOLED  # k = 20 > 19 own: 24 pooled
+    # small: 5 own scores reach 80% (k = 5), not 95%: there the pooled scores 0.01..0.19 and 0.01..0.05 (24)
+    assert out["small"].source[80 - 1] == SHRUNK and out["small"].q[80 - 1, 0] == pytest.approx(0.05)
+    assert out["small"].source[95 - 1] == POOLED and out["small"].q[95 - 1, 0] == pytest.approx(0.19)  # k = 24
     assert out["small"].source[97 - 1] == MODEL and np.isnan(out["small"].q[97 - 1, 0])  # k = 25 > 24
     assert out["new"].q[80 - 1, 0] == pytest.approx(0.15) and out["new"].floor == 3.0  # no errors of its own: pooled
-    assert out["small"].describe([80, 97]) == "80: pooled, 97: model"
+    assert out["small"].describe([80, 95, 97]) == "80: series+pooled, 95: pooled, 97: model"
 
 
 def test_half_width_is_the_quantile_times_the_forecast_size_never_below_the_floor():
@@ -129,7 +131,7 @@ def test_too_few_errors_keep_the_models_own_interval_and_say_so():
     for level in (80, 95):
         np.testing.assert_allclose(a.bounds[level], b.bounds[level])
     one = series_set(random_walks(1, 90, seed=1))  # 3 errors per step: an 80% quantile needs 4
-    assert FAMILY.fit(one, NAIVE, config()).models["w0"].conformal.describe([75, 80, 95]) == "75: pooled, 80: model, 95: model"
+    assert FAMILY.fit(one, NAIVE, config()).models["w0"].conformal.describe([75, 80, 95]) == "75: series+pooled, 80: model, 95: model"
     two = FAMILY.fit(series_set(random_walks(2, 90, seed=1)), NAIVE, config())  # 6 pooled errors: 80% yes, 95% no
     assert two.models["w0"].conformal.describe([80, 95]) == "80: pooled, 95: model"
     fc, mine = two.forecast("w0", 6, [80, 95]), FAMILY.fit(series_set(random_walks(2, 90, seed=1)), NAIVE, config(intervals="model"))

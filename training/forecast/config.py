@@ -25,6 +25,16 @@ class BacktestOptions(Strict):
     step: int | None = Field(None, ge=1, description="periods between origins; default the horizon")
 
 
+class CalibrationOptions(Strict):
+    """Windows whose backtest errors calibrate the conformal intervals (`training.forecast.calibration`)."""
+
+    folds: int = Field(20, ge=1, description="rolling origins at the end of the data the model is fitted on")
+    step: int = Field(1, ge=1, description="periods between calibration origins (1: every period, the most errors)")
+    shrink: float = Field(
+        30.0, ge=0, description="a series' own quantile weighs n / (n + shrink) against the pooled one (n: its errors at that step)",
+    )
+
+
 class SearchSpace(Strict):
     p_max: int = Field(2, ge=0, le=5)
     d_max: int = Field(1, ge=0, le=2)
@@ -45,6 +55,7 @@ class ForecastConfig(Strict):
     intervals: Literal["conformal", "model"] = Field(
         "conformal", description="conformal: calibrated on backtest errors (training.forecast.calibration); model: the model's own",
     )
+    calibration: CalibrationOptions = CalibrationOptions()
     max_workers: int = Field(2, ge=1)
     search: SearchSpace = SearchSpace()
     methods: list[Literal["sarimax", "ets", "theta"]] = Field(
