@@ -50,7 +50,9 @@ def test_mlflow_run_logs_the_job_in_the_configs_experiment(tracking_dir: Path) -
     from mlflow.tracking import MlflowClient
 
     config = tiny_job("segmenter", tracking_dir)
-    env = {**os.environ, "MLFLOW_TRACKING_URI": os.environ["MLFLOW_TRACKING_URI"]}
+    # not what MLflow exported for other tests of this process (set_experiment, set_registry_uri)
+    exported = ("MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_REGISTRY_URI")
+    env = {**{k: v for k, v in os.environ.items() if k not in exported}, "MLFLOW_TRACKING_URI": os.environ["MLFLOW_TRACKING_URI"]}
     mlflow = Path(sys.executable).parent / "mlflow"
     proc = subprocess.run(
         [str(mlflow), "run", str(REPO), "-e", "train", "-P", f"config={config}", "--env-manager", "local"],
