@@ -16,7 +16,7 @@ from features.readers.files import SourceError
 from features.sources import load
 from tests.helpers import REPO, SHARED_DATA
 
-pytestmark = pytest.mark.spark
+pytestmark = [pytest.mark.spark, pytest.mark.long_module]
 
 #: every shipped data config whose format the Spark engine reads (csv, whitespace, parquet, excel)
 REAL = {"cdnow": "cdnow_lifetimes", "electronics_2019": "keithgalli_sales_2019", "superstore": "sample_superstore",

@@ -18,7 +18,7 @@ import pytest
 
 from tests.service_harness import MlflowServer, Server, free_port, start, start_mlflow_server, write_serve_config
 
-pytestmark = pytest.mark.service
+pytestmark = [pytest.mark.service, pytest.mark.long_module]
 
 MODELS = [{"family": f, "name": f"ecomlab-{f}", "alias": "champion"} for f in ("segmenter", "forecaster", "recommender")]
 CUSTOMER = {"recency": 12.0, "frequency": 9.0, "monetary": 850.0, "quantity": 40.0, "tenure": 400.0, "aov": 94.4, "return_rate": 0.02}

@@ -28,7 +28,7 @@ from schemathesis.checks import not_a_server_error
 from tests.helpers import AUTH
 from tests.service_harness import Server
 
-pytestmark = [pytest.mark.service, pytest.mark.timeout(300)]  # a hang guard only: the work is bounded by example counts
+pytestmark = [pytest.mark.service, pytest.mark.long_module, pytest.mark.timeout(300)]  # a hang guard only: the work is bounded by example counts
 
 EXAMPLES = {GenerationMode.POSITIVE: 25, GenerationMode.NEGATIVE: 20}  # per operation
 DERANDOMIZE = True

@@ -19,7 +19,7 @@ from tests import pg
 from tests.helpers import tiny_job
 from tests.service_harness import MlflowServer, start_mlflow_server
 
-pytestmark = [pytest.mark.service, pytest.mark.slow]
+pytestmark = [pytest.mark.service, pytest.mark.slow, pytest.mark.long_module]
 
 ECOMLAB = str(Path(sys.executable).parent / "ecomlab")
 QUIET = {"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true", "BENTOML_DO_NOT_TRACK": "true"}
