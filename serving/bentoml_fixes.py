@@ -27,11 +27,26 @@ garbage-collection pauses of 0.3-0.4 s, and BentoML's own request path cost 10-2
    API, the two settings read once per app, and the API routes (exact POST paths, which no system
    route shares) go first, the model endpoints first of all.
 
+5. Three of BentoML's middlewares redo per request what could be done once (measured in-process, as
+   shares of the app's CPU for one /segment call): `AccessLogMiddleware` (~7%) wraps `receive` for
+   websocket messages on every http request and logs through `Logger.info`, whose `findCaller` walks
+   the stack for a file name and line the access line does not show; `RunnerTrafficMetricsMiddleware`
+   (~5%), which on a runner-less 1.4 service records `bentoml_service_request_total`,
+   `_request_duration_seconds`, `_request_in_progress` and `_last_request_timestamp_seconds` (none of
+   which our own counters duplicate: ours count model calls and rejections), looks up each metric's
+   labelled child with keyword labels on every request (4 lookups) and tracks the in-progress gauge
+   with a context-manager object; `ContextMiddleware` (~5%) enters `ServiceContext.in_request`
+   through a generator context manager. `AccessLog`, `TrafficMetrics` and `RequestContext` take their
+   places: the same log line through the same logger (its handlers, filters and format untouched),
+   the same metrics (`TrafficMetrics` is BentoML's class, its children looked up once per endpoint
+   and status), the same request context. Websocket scopes go to BentoML's own classes.
+
 `install()` patches the factory's `middlewares` and `routes` properties, its response headers and
 `APIMethod.__get__` once per process, before BentoML builds the app. tests/serving/test_bentoml_fixes.py
 fails when a BentoML upgrade changes the behaviour worked around here (the timer still leaks, the
 middlewares are still added, the caller is still rebuilt per access, the routes still put the APIs
-last, the headers' settings are still injected per call), so each patch is revisited then.
+last, the headers' settings are still injected per call, the three middlewares of note 5 still do what
+their replacements do), so each patch is revisited then.
 Set ECOMLAB_BENTOML_FIXES=off to serve with BentoML's own request path (the bench's "before" variant).
 """
 
@@ -41,6 +56,7 @@ import asyncio
 import gc
 import logging
 import os
+from timeit import default_timer
 from typing import Any
 
 from starlette.middleware import Middleware
@@ -128,20 +144,211 @@ def tracing_exporter() -> str | None:
     return BentoMLContainer.tracing.exporter_type.get()
 
 
+class AccessLog:
+    """BentoML's access log line (bentoml 1.4.39 `AccessLogMiddleware`, same arguments) for http
+    requests, through the same `bentoml.access` logger, without its per-request `receive` wrapper and
+    the logger's stack walk for the caller (see note 5). Websocket scopes go to BentoML's own class."""
+
+    def __init__(self, app: ASGIApp, has_request_content_length: bool = False, has_request_content_type: bool = False,
+                 has_response_content_length: bool = False, has_response_content_type: bool = False,
+                 skip_paths: Any = ()) -> None:
+        from bentoml._internal.server.http.access import AccessLogMiddleware
+
+        self.app = app
+        self.request_length, self.request_type = has_request_content_length, has_request_content_type
+        self.response_length, self.response_type = has_response_content_length, has_response_content_type
+        self.skip_paths = tuple(skip_paths)
+        self.logger = logging.getLogger("bentoml.access")
+        self.bentoml = AccessLogMiddleware(app, has_request_content_length, has_request_content_type,
+                                           has_response_content_length, has_response_content_type, skip_paths)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.bentoml(scope, receive, send)
+            return
+        path = scope["path"]
+        if path.startswith(self.skip_paths) or not self.logger.isEnabledFor(logging.INFO):
+            await self.app(scope, receive, send)
+            return
+        start = default_timer()
+        request = f"scheme={scope['scheme']},method={scope.get('method', '')},path={path}"
+        if self.request_type or self.request_length:
+            length = kind = b""
+            for key, value in scope["headers"]:
+                if key == b"content-length":
+                    length = value
+                elif key == b"content-type":
+                    kind = value
+            if self.request_type:
+                request += f",type={kind.decode()}"
+            if self.request_length:
+                request += f",length={length.decode()}"
+        status = 0
+        headers: Any = ()
+
+        async def logged(message: Message) -> None:
+            nonlocal status, headers
+            kind = message["type"]
+            if kind == "http.response.start":
+                status, headers = message["status"], message["headers"]
+            elif kind == "http.response.body" and not message.get("more_body"):
+                latency = max(default_timer() - start, 0) * 1000
+                await send(message)
+                self.log(scope, request, status, headers, latency)
+                return
+            await send(message)
+
+        await self.app(scope, receive, logged)
+
+    def log(self, scope: Scope, request: str, status: int, headers: Any, latency: float) -> None:
+        client = scope.get("client")
+        address = f"{client[0]}:{client[1]}" if client else "_"
+        response = f"status={status}"
+        if self.response_type or self.response_length:
+            length = kind = b""
+            for key, value in headers:
+                if key == b"content-length":
+                    length = value
+                elif key == b"content-type":
+                    kind = value
+            if self.response_type:
+                response += f",type={kind.decode()}"
+            if self.response_length:
+                response += f",length={length.decode()}"
+        logger = self.logger
+        if logger.isEnabledFor(logging.INFO):  # the record BentoML's `logger.info(...)` makes, less the caller lookup
+            logger.handle(logger.makeRecord(logger.name, logging.INFO, __file__, 0, "%s (%s) (%s) %.3fms",
+                                            (address, request, response, latency), None, "access"))
+
+
+def traffic_metrics_class() -> type:
+    """`TrafficMetrics`: BentoML's RunnerTrafficMetricsMiddleware (its metrics, made by its own `_setup`)
+    with the http path looking up each labelled child once per endpoint and status (see note 5)."""
+    global _traffic_metrics
+    if _traffic_metrics is not None:
+        return _traffic_metrics
+    from bentoml._internal.context import server_context
+    from bentoml._internal.server.http.instruments import RunnerTrafficMetricsMiddleware
+
+    class TrafficMetrics(RunnerTrafficMetricsMiddleware):  # type: ignore[misc]
+        MAX_ENDPOINTS = 256  # children cached for this many paths; a scan of random paths is looked up per request
+
+        def _children(self, endpoint: str) -> tuple[Any, dict[int, tuple[Any, Any]]]:
+            found = self._cache.get(endpoint)
+            if found is None:
+                names = {"service_name": server_context.bento_name, "service_version": server_context.bento_version,
+                         "runner_name": server_context.service_name}
+                found = (self.metrics_request_in_progress.labels(endpoint=endpoint, **names), {})
+                if len(self._cache) < self.MAX_ENDPOINTS:
+                    self._cache[endpoint] = found
+            return found
+
+        def _by_status(self, endpoint: str, statuses: dict[int, tuple[Any, Any]], status: int) -> tuple[Any, Any]:
+            found = statuses.get(status)
+            if found is None:
+                labels = {"endpoint": endpoint, "service_name": server_context.bento_name,
+                          "service_version": server_context.bento_version, "http_response_code": status,
+                          "runner_name": server_context.service_name}
+                found = statuses[status] = (self.metrics_request_total.labels(**labels),
+                                            self.metrics_request_duration.labels(**labels))
+            return found
+
+        async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+            if scope["type"] != "http" or not self._is_setup:
+                await super().__call__(scope, receive, send)  # websocket, lifespan, and the first request (set-up)
+                return
+            endpoint = scope["path"]
+            if endpoint == "/metrics":
+                await self.app(scope, receive, send)
+                return
+            if not endpoint.startswith(self._skip):
+                self._last.set_to_current_time()
+            start = default_timer()
+            in_progress, statuses = self._children(endpoint)
+            status = 0
+
+            async def counted(message: Message) -> None:
+                nonlocal status
+                kind = message["type"]
+                if kind == "http.response.start":
+                    status = message["status"]
+                elif kind == "http.response.body" and not message.get("more_body"):
+                    total, duration = self._by_status(endpoint, statuses, status)
+                    total.inc()
+                    duration.observe(max(default_timer() - start, 0))
+                await send(message)
+
+            in_progress.inc()
+            try:
+                await self.app(scope, receive, counted)
+            finally:
+                in_progress.dec()
+
+        def _setup(self, *args: Any, **kwargs: Any) -> None:
+            super()._setup(*args, **kwargs)
+            self._cache: dict[str, tuple[Any, dict[int, tuple[Any, Any]]]] = {}
+            self._skip = tuple(self.skip_paths)
+            self._last = self.metrics_last_request_timestamp.labels(
+                service_name=server_context.bento_name, service_version=server_context.bento_version,
+                runner_name=server_context.service_name)
+
+    _traffic_metrics = TrafficMetrics
+    return TrafficMetrics
+
+
+_traffic_metrics: type | None = None
+
+
+class RequestContext:
+    """BentoML's ContextMiddleware (bentoml 1.4.39): the request and a fresh response context in
+    `ServiceContext`'s context variables for the call, what `ServiceContext.in_request` does, entered
+    without its generator context manager (see note 5). Other scopes pass through, as there."""
+
+    def __init__(self, app: ASGIApp, context: Any) -> None:
+        from bentoml._internal import context as bentoml_context
+        from starlette.requests import Request
+
+        self.app = app
+        self.context = context
+        self.parts = bentoml_context, Request, context.ResponseContext
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        bc, request_class, response_class = self.parts
+        request = request_class(scope, receive, send)
+        request.metadata = request.headers  # type: ignore[attr-defined]
+        scope["request_id"], scope["trace_id"] = bc.trace_context.request_id, bc.trace_context.trace_id
+        request_token = bc._request_var.set(request)
+        response_token = bc._response_var.set(response_class())
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            state = scope.get("state")
+            if state and "temp_dir" in state:
+                bc.request_tempdir_pool.release(state["temp_dir"])
+            bc._request_var.reset(request_token)
+            bc._response_var.reset(response_token)
+
+
 def rework(middlewares: list[Middleware]) -> list[Middleware]:
-    """BentoML's middleware list with the leaking timeout replaced and unread tracing left out."""
+    """BentoML's middleware list with the leaking timeout replaced, unread tracing left out, and the
+    access log, traffic metrics and request context made leaner (note 5)."""
+    from _bentoml_impl.server.app import ContextMiddleware
+    from bentoml._internal.server.http.access import AccessLogMiddleware
+    from bentoml._internal.server.http.instruments import RunnerTrafficMetricsMiddleware
     from bentoml._internal.server.http.traffic import TimeoutMiddleware
     from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
 
     tracing = tracing_exporter() is not None
+    lean = {TimeoutMiddleware: BoundedTimeout, AccessLogMiddleware: AccessLog,
+            RunnerTrafficMetricsMiddleware: traffic_metrics_class(), ContextMiddleware: RequestContext}
     out = []
     for m in middlewares:
-        if m.cls is TimeoutMiddleware:
-            out.append(Middleware(BoundedTimeout, *m.args, **m.kwargs))
-        elif m.cls is OpenTelemetryMiddleware and not tracing:
+        if m.cls is OpenTelemetryMiddleware and not tracing:
             continue
-        else:
-            out.append(m)
+        out.append(Middleware(lean[m.cls], *m.args, **m.kwargs) if m.cls in lean else m)
     return out
 
 

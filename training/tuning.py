@@ -232,13 +232,54 @@ def state_counts(study: optuna.Study) -> Counter[TrialState]:
     return Counter(t.state for t in study.get_trials(deepcopy=False))
 
 
+def _rdb(study: optuna.Study) -> RDBStorage | None:
+    """The study's RDB storage (behind Optuna's cache layer), None for in-memory studies."""
+    storage = getattr(study._storage, "_backend", study._storage)
+    return storage if isinstance(storage, RDBStorage) else None
+
+
+def _places(study: optuna.Study) -> tuple[Counter[TrialState], int]:
+    """(trials by state, FAIL trials of our own making: with an "error" attribute). On an RDB storage one
+    aggregate query, where reading the trials back takes six statements and grows with the study."""
+    rdb = _rdb(study)
+    if rdb is None:
+        stored = study.get_trials(deepcopy=False)
+        return Counter(t.state for t in stored), sum(1 for t in stored if t.state == TrialState.FAIL and "error" in t.user_attrs)
+    import sqlalchemy as sa
+    from optuna.storages._rdb import models
+
+    trial, attr = models.TrialModel, models.TrialUserAttributeModel
+    query = (sa.select(trial.state, sa.func.count(), sa.func.count(attr.trial_id))
+             .select_from(trial)
+             .outerjoin(attr, sa.and_(attr.trial_id == trial.trial_id, attr.key == "error"))
+             .where(trial.study_id == study._study_id).group_by(trial.state))
+    with rdb.engine.connect() as conn:
+        rows = conn.execute(query).all()
+    counts = Counter({state: n for state, n, _ in rows})  # the column is an Enum of TrialState
+    return counts, sum(errors for state, _, errors in rows if state == TrialState.FAIL)
+
+
+def _ahead(study: optuna.Study, number: int) -> int:
+    """Trials numbered below `number` that run or ran to completion (one COUNT on an RDB storage)."""
+    active = (TrialState.COMPLETE, TrialState.RUNNING)
+    rdb = _rdb(study)
+    if rdb is None:
+        return sum(1 for t in study.get_trials(deepcopy=False, states=active) if t.number < number)
+    import sqlalchemy as sa
+    from optuna.storages._rdb import models
+
+    trial = models.TrialModel
+    query = sa.select(sa.func.count()).select_from(trial).where(
+        trial.study_id == study._study_id, trial.state.in_(active), trial.number < number)
+    with rdb.engine.connect() as conn:
+        return int(conn.execute(query).scalar_one())
+
+
 def _claim(study: optuna.Study, n_trials: int) -> Callable[[optuna.Trial], None]:
     """Prune a trial whose place is taken: `n_trials` lower-numbered trials already run or ran to completion."""
 
     def claim(trial: optuna.Trial) -> None:
-        active = (TrialState.COMPLETE, TrialState.RUNNING)
-        ahead = sum(1 for t in study.get_trials(deepcopy=False, states=active) if t.number < trial.number)
-        if ahead >= n_trials:
+        if _ahead(study, trial.number) >= n_trials:
             trial.set_user_attr("surplus", True)
             raise optuna.TrialPruned("every place of the study is taken")
 
@@ -264,9 +305,7 @@ def work(
 
     deadline = time.monotonic() + tuning.timeout if tuning.timeout else float("inf")
     while time.monotonic() < deadline:
-        stored = study.get_trials(deepcopy=False)
-        counts = Counter(t.state for t in stored)
-        own_failures = sum(1 for t in stored if t.state == TrialState.FAIL and "error" in t.user_attrs)
+        counts, own_failures = _places(study)
         if counts[TrialState.COMPLETE] >= tuning.n_trials or own_failures >= tuning.n_trials:
             break
         if counts[TrialState.COMPLETE] + counts[TrialState.RUNNING] >= tuning.n_trials:

@@ -24,6 +24,9 @@ Objective = Callable[[np.ndarray], tuple[float, np.ndarray]]
 GRADIENT_FLOOR = 1e-6
 #: log-parameters may move this far from their start; reaching it means a parameter ran to 0 or inf
 LOG_SPAN = 20.0
+#: a standard error above this many times its parameter means no maximum either: the likelihood is flat along
+#: that direction to within the Hessian's rounding, which floating point may leave barely positive definite
+MAX_RELATIVE_SE = 100.0
 
 
 _THREADPOOLS: list[ThreadpoolController] = []
@@ -197,7 +200,8 @@ def minimise(objective: Objective, theta0: np.ndarray, what: str, names: Sequenc
     natural = np.exp(res.x) * unit_factor
     with np.errstate(all="ignore"), _one_blas_thread():
         errors = std_errors(numeric_hessian(objective, res.x) * n, natural, names)
-    if not all(np.isfinite(list(errors.values()))):
+    relative = [errors[n] / v for n, v in zip(names, natural, strict=True) if v > 0]
+    if not all(np.isfinite(list(errors.values()))) or max(relative, default=0.0) > MAX_RELATIVE_SE:
         raise NotConverged(f"{what}: no proper maximum, the likelihood is flat along some direction "
                            f"(parameters running off to 0 or infinity) {_where(names, res.x, res.jac)}; "
                            "try a penalizer")

@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
@@ -31,7 +32,7 @@ from training.cli import app
 from training.config import load_job_config
 from training.families import family_for
 from training.jobs import study_name
-from training.tuning import collect, open_study
+from training.tuning import _ahead, _places, _rdb, collect, open_study
 
 N_TRIALS = 4
 FAST = ["tuning.heartbeat_interval=1", "tuning.grace_period=2"]  # a killed worker's trial is stale in ~2 s
@@ -133,6 +134,31 @@ def _kill_mid_trial(start_worker: Callable[[], subprocess.Popen[str]], storage: 
 
 
 # ---- fast: collisions and usage ----
+
+
+def test_place_counts_on_postgresql_equal_the_study_read_back(pg_storage: str) -> None:
+    """The worker loop's counts (one aggregate query, one COUNT per claim on an RDB storage) are what reading
+    every trial back gives: states, our own failures (an "error" attribute) and the trials ahead of each."""
+    study = optuna.create_study(storage=pg_storage, study_name="places")
+    assert _rdb(study) is not None and _rdb(optuna.create_study()) is None
+    for i in range(9):
+        trial = study.ask()
+        if i % 3 == 0:
+            study.tell(trial, float(i))
+        elif i % 3 == 1:
+            if i > 4:
+                trial.set_user_attr("error", "ValueError: bad k")
+            trial.set_user_attr("other", 1)
+            study.tell(trial, state=TrialState.FAIL)
+    stored = study.get_trials(deepcopy=False)
+    counts, own = _places(study)
+    assert counts == Counter(t.state for t in stored) == Counter({TrialState.COMPLETE: 3, TrialState.FAIL: 3, TrialState.RUNNING: 3})
+    assert own == sum(1 for t in stored if t.state == TrialState.FAIL and "error" in t.user_attrs) == 1
+    active = (TrialState.COMPLETE, TrialState.RUNNING)
+    for number in range(10):
+        assert _ahead(study, number) == sum(1 for t in stored if t.state in active and t.number < number)
+
+
 
 
 def test_study_with_another_search_space_is_refused(tmp_path: Path) -> None:
