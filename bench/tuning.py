@@ -12,7 +12,7 @@ Creates its own database (`ecomlab_bench_<random>` on ECOMLAB_BENCH_PG, default
 postgresql://<user>@127.0.0.1:5432) and drops it at the end. BLAS and OpenMP run one thread per
 process (set below, printed with the figures): two workers on two cores must not oversubscribe.
 
-    uv run python bench/tuning.py [--trials 20] [--customers 50000] [--overhead-trials 100]
+    uv run python bench/tuning.py [--family segmenter|forecaster] [--trials 20] [--customers 50000] [--overhead-trials 100]
 """
 
 from __future__ import annotations
@@ -60,14 +60,20 @@ def database() -> Iterator[str]:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
-def write_job(folder: Path, customers: int, trials: int) -> Path:
-    """The shipped segmenter job on a seeded synthetic shop; no timeout, no KPI context."""
+JOBS = {"segmenter": "segment.yaml", "forecaster": "forecast.yaml"}
+
+
+def write_job(folder: Path, customers: int, trials: int, family: str = "segmenter") -> Path:
+    """The shipped job of `family` on a seeded synthetic shop; no timeout, no KPI context. The forecaster
+    fits its series one at a time (`model.max_workers: 1`): the workers are the parallelism measured."""
     data = {"name": "bench-synthetic", "format": "synthetic", "synthetic": {"n_customers": customers, "seed": 42}}
     (folder / "data.yaml").write_text(yaml.safe_dump(data))
-    job = yaml.safe_load((REPO / "configs" / "segment.yaml").read_text())
+    job = yaml.safe_load((REPO / "configs" / JOBS[family]).read_text())
     job.update(data="data.yaml", experiment="bench-tuning", kpi_context=False)
     job["tuning"].update(n_trials=trials, timeout=None)
-    path = folder / "segment.yaml"
+    if family == "forecaster":
+        job["model"]["max_workers"] = 1
+    path = folder / f"{family}.yaml"
     path.write_text(yaml.safe_dump(job))
     return path
 
@@ -142,16 +148,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=20)
     parser.add_argument("--customers", type=int, default=50_000)
+    parser.add_argument("--family", choices=sorted(JOBS), default="segmenter", help="whose 20 trials are timed")
     parser.add_argument("--overhead-trials", type=int, default=100)
     args = parser.parse_args()
     threads = {v: os.environ[v] for v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")}
-    print(f"cores: {os.cpu_count()}  threads: {threads}  segmenter: {args.customers:,} synthetic customers")
+    print(f"cores: {os.cpu_count()}  threads: {threads}  {args.family}: {args.customers:,} synthetic customers")
 
     with tempfile.TemporaryDirectory(prefix="ecomlab-bench-tuning-") as tmp, database() as storage:
         folder = Path(tmp)
-        config, template = write_job(folder, args.customers, args.trials), mlflow_template(folder)
+        config, template = write_job(folder, args.customers, args.trials, args.family), mlflow_template(folder)
         runs = {n: train(config, n, storage, f"bench-{n}-workers", template, folder) for n in (1, 2)}
-        print(f"\n{args.trials} trials, study in PostgreSQL     wall (command)   tuning   sum of trial times")
+        print(f"\n{args.trials} {args.family} trials, study in PostgreSQL     wall (command)   tuning   sum of trial times")
         for n, r in runs.items():
             print(f"  {n} worker{'s' if n > 1 else ' '}                          {r['wall']:8.1f} s   {r['tuning']:6.1f} s   {r['trial_seconds']:6.1f} s"
                   f"   ({r['complete']:.0f} complete)")
