@@ -28,7 +28,7 @@ garbage-collection pauses of 0.3-0.4 s, and BentoML's own request path cost 10-2
    route shares) go first, the model endpoints first of all.
 
 5. Three of BentoML's middlewares redo per request what could be done once (measured in-process, as
-   shares of the app's CPU for one /segment call): `AccessLogMiddleware` (~7%) wraps `receive` for
+   shares of the app's CPU for one /segment call): `AccessLogMiddleware` (~13%) wraps `receive` for
    websocket messages on every http request and logs through `Logger.info`, whose `findCaller` walks
    the stack for a file name and line the access line does not show; `RunnerTrafficMetricsMiddleware`
    (~5%), which on a runner-less 1.4 service records `bentoml_service_request_total`,
@@ -37,16 +37,37 @@ garbage-collection pauses of 0.3-0.4 s, and BentoML's own request path cost 10-2
    labelled child with keyword labels on every request (4 lookups) and tracks the in-progress gauge
    with a context-manager object; `ContextMiddleware` (~5%) enters `ServiceContext.in_request`
    through a generator context manager. `AccessLog`, `TrafficMetrics` and `RequestContext` take their
-   places: the same log line through the same logger (its handlers, filters and format untouched),
-   the same metrics (`TrafficMetrics` is BentoML's class, its children looked up once per endpoint
+   places: the same log line through the same logger (its handlers, filters and format untouched;
+   while they are BentoML's server logging set-up, `ServerLogLine` writes the line that set-up would
+   write without a LogRecord, filter and formatter pass: the line costs ~6% then, its write included), the same
+   metrics (`TrafficMetrics` is BentoML's class, its children looked up once per endpoint
    and status), the same request context. Websocket scopes go to BentoML's own classes.
 
-`install()` patches the factory's `middlewares` and `routes` properties, its response headers and
-`APIMethod.__get__` once per process, before BentoML builds the app. tests/serving/test_bentoml_fixes.py
-fails when a BentoML upgrade changes the behaviour worked around here (the timer still leaks, the
-middlewares are still added, the caller is still rebuilt per access, the routes still put the APIs
-last, the headers' settings are still injected per call, the three middlewares of note 5 still do what
-their replacements do), so each patch is revisited then.
+6. `ServiceAppFactory.api_endpoint` reads the API's arguments with `input_data.model_fields`, on the
+   instance: pydantic 2.11+ deprecates that and makes a warning object and a `warnings.warn` call on
+   every request (~4%). The API input models get a `model_fields` for instances that answers the
+   class's fields without the warning (`plain_fields`, applied when the factory lists its routes).
+
+7. `_bentoml_sdk.io_models.IterableResponse`, the response of every API answering a model (JSON),
+   sends its body, already whole in memory, as a chunk with `more_body` and then an empty last chunk:
+   three ASGI messages, each through every middleware's `send` and uvicorn's. `iterable_response_call`
+   sends a body held in a tuple or list as one last chunk (two messages, the same bytes and headers);
+   any other iterable (a generator: a stream) goes BentoML's way.
+
+8. BentoML serves its metrics with prometheus_client in multiprocess mode, whose values (0.26) call
+   `os.getpid()` on every update to notice a fork: 8 updates per /segment request (6 of BentoML's
+   traffic metrics, 2 of ours), each a system call (~8% of the worker's CPU under load, the largest
+   single item). `cache_metrics_pid()` gives those values a pid read once and again in the child
+   after every fork (`os.register_at_fork`), the case the check exists for.
+
+`install()` patches the factory's `middlewares` and `routes` properties, its response headers,
+`APIMethod.__get__` and `IterableResponse.__call__` once per process, before BentoML builds the app.
+tests/serving/test_bentoml_fixes.py fails when a BentoML upgrade changes the behaviour worked around
+here (the timer still leaks, the middlewares are still added, the caller is still rebuilt per access,
+the routes still put the APIs last, the headers' settings are still injected per call, the three
+middlewares of note 5 still do what their replacements do, the API arguments are still read with the
+deprecated `model_fields`, a whole body still goes out in three messages, prometheus_client's values
+still call `os.getpid()` per update), so each patch is revisited then.
 Set ECOMLAB_BENTOML_FIXES=off to serve with BentoML's own request path (the bench's "before" variant).
 """
 
@@ -56,6 +77,7 @@ import asyncio
 import gc
 import logging
 import os
+import time
 from timeit import default_timer
 from typing import Any
 
@@ -159,6 +181,7 @@ class AccessLog:
         self.response_length, self.response_type = has_response_content_length, has_response_content_type
         self.skip_paths = tuple(skip_paths)
         self.logger = logging.getLogger("bentoml.access")
+        self.line = ServerLogLine()
         self.bentoml = AccessLogMiddleware(app, has_request_content_length, has_request_content_type,
                                            has_response_content_length, has_response_content_type, skip_paths)
 
@@ -216,9 +239,73 @@ class AccessLog:
             if self.response_length:
                 response += f",length={length.decode()}"
         logger = self.logger
-        if logger.isEnabledFor(logging.INFO):  # the record BentoML's `logger.info(...)` makes, less the caller lookup
-            logger.handle(logger.makeRecord(logger.name, logging.INFO, __file__, 0, "%s (%s) (%s) %.3fms",
-                                            (address, request, response, latency), None, "access"))
+        if not logger.isEnabledFor(logging.INFO):
+            return
+        args = (address, request, response, latency)
+        if self.line.write(logger, "%s (%s) (%s) %.3fms" % args):
+            return
+        # the record BentoML's `logger.info(...)` makes, less the caller lookup
+        logger.handle(logger.makeRecord(logger.name, logging.INFO, __file__, 0, "%s (%s) (%s) %.3fms", args, None, "access"))
+
+
+class ServerLogLine:
+    """An INFO line of a `bentoml.*` logger written as BentoML's server logging writes it (bentoml 1.4.39
+    `SERVER_LOGGING_CONFIG`: one StreamHandler on `bentoml`, its TraceRecordFilter and traced format), without
+    the LogRecord, filter and formatter passes (half of an access line's cost), while that is the
+    logging set-up and no trace id is current. `write` answers False otherwise: the caller logs as usual.
+    The date is formatted once per second (the format shows seconds)."""
+
+    def __init__(self) -> None:
+        self.handler: Any = None
+        self.second = -1
+        self.date = ""
+
+    def usable(self, logger: logging.Logger) -> Any:
+        """The handler to write to when `logger`'s records end in BentoML's server handler alone, else None."""
+        from bentoml._internal import log as bentoml_log
+
+        parent = logger.parent
+        if (logger.handlers or logger.filters or not logger.propagate or logger.disabled or parent is None
+                or parent.name != "bentoml" or parent.filters or parent.propagate or parent.disabled
+                or len(parent.handlers) != 1 or logging.getLogRecordFactory() is not logging.LogRecord):
+            return None
+        (handler,) = parent.handlers
+        formatter = handler.formatter
+        if (type(handler) is not logging.StreamHandler or handler.level > logging.INFO or len(handler.filters) != 1
+                or type(handler.filters[0]) is not bentoml_log.TraceRecordFilter or type(formatter) is not logging.Formatter
+                or formatter._fmt != bentoml_log.TRACED_LOG_FORMAT or formatter.datefmt != bentoml_log.DATE_FORMAT
+                or type(formatter._style) is not logging.PercentStyle or formatter.converter is not time.localtime):
+            return None
+        return handler
+
+    def write(self, logger: logging.Logger, message: str) -> bool:
+        from bentoml._internal import log as bentoml_log
+        from bentoml._internal.context import trace_context
+
+        handler = self.handler
+        parent = logger.parent
+        if (handler is None or logger.handlers or parent is None or parent.handlers != [handler] or len(handler.filters) != 1
+                or handler.level > logging.INFO):
+            handler = self.handler = self.usable(logger)
+            if handler is None:
+                return False
+        if trace_context.trace_id not in (0, None):
+            return False  # the line would carry the trace: the handler's own path writes it
+        now = time.time()
+        if int(now) != self.second:
+            self.second, self.date = int(now), time.strftime(bentoml_log.DATE_FORMAT, time.localtime(now))
+        line = f"{self.date} [INFO] [{bentoml_log._component_name()}] {message}{handler.terminator}"
+        handler.acquire()
+        try:
+            handler.stream.write(line)
+            handler.flush()
+        except RecursionError:
+            raise
+        except Exception:
+            return False  # the handler's own path writes it, and reports the error as it does
+        finally:
+            handler.release()
+        return True
 
 
 def traffic_metrics_class() -> type:
@@ -355,12 +442,13 @@ def rework(middlewares: list[Middleware]) -> list[Middleware]:
 def original(name: str) -> Any:
     """BentoML's own attribute ("Class.attribute"), whether or not this module has replaced it."""
     from _bentoml_impl.server.app import ServiceAppFactory
+    from _bentoml_sdk.io_models import IterableResponse
     from _bentoml_sdk.method import APIMethod
 
     if name in ORIGINALS:
         return ORIGINALS[name]
     cls, attribute = name.split(".")
-    return vars({"ServiceAppFactory": ServiceAppFactory, "APIMethod": APIMethod}[cls])[attribute]
+    return vars({"ServiceAppFactory": ServiceAppFactory, "APIMethod": APIMethod, "IterableResponse": IterableResponse}[cls])[attribute]
 
 
 def bentoml_middlewares(factory: Any) -> list[Middleware]:
@@ -380,6 +468,42 @@ def api_routes_first(routes: list[Any], api_names: set[str], hot: tuple[str, ...
     rank = {path: i for i, path in enumerate(hot)}
     api.sort(key=lambda r: rank.get(getattr(r, "path", None), len(rank)))  # stable: the rest keep their order
     return api + [r for r in routes if not any(r is a for a in api)]
+
+
+class InstanceFields:
+    """`model_fields` read on an instance of an API's input model: the class's fields, as pydantic answers,
+    without its deprecation warning (see note 6)."""
+
+    def __get__(self, instance: Any, owner: type) -> Any:
+        return owner.__pydantic_fields__  # type: ignore[attr-defined]
+
+
+def plain_fields(service: Any) -> None:
+    """Give each API's input model of `service` (a bentoml Service) the warning-free `model_fields` (note 6)."""
+    for api in service.apis.values():
+        spec = api.input_spec
+        if "model_fields" not in vars(spec):
+            type.__setattr__(spec, "model_fields", InstanceFields())
+
+
+def routes(self: Any) -> list[Any]:
+    """`ServiceAppFactory.routes` with the API routes first (note 4); the input models made warning-free (note 6)."""
+    plain_fields(self.service)
+    return api_routes_first(ORIGINALS["ServiceAppFactory.routes"].fget(self), set(self.service.apis), _hot_routes)
+
+
+_IN_MEMORY = (type(iter(())), type(iter([])))  # iterators over a body already whole in memory
+
+
+async def iterable_response_call(self: Any, scope: Scope, receive: Receive, send: Send) -> None:
+    """`IterableResponse.__call__` with a body held in a tuple or list sent as one message (see note 7)."""
+    if type(self.body_iterator) not in _IN_MEMORY:
+        await ORIGINALS["IterableResponse.__call__"](self, scope, receive, send)
+        return
+    await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+    await send({"type": "http.response.body", "body": b"".join(self.body_iterator), "more_body": False})
+    if self.background is not None:
+        await self.background()
 
 
 def api_method_get(self: Any, instance: Any, owner: type) -> Any:
@@ -426,19 +550,21 @@ def install(hot_routes: tuple[str, ...] = ()) -> bool:
     if _original is not None:
         return True
     from _bentoml_impl.server.app import ServiceAppFactory
+    from _bentoml_sdk.io_models import IterableResponse
     from _bentoml_sdk.method import APIMethod
 
     _original = ServiceAppFactory.middlewares
     ORIGINALS.update({
+        "IterableResponse.__call__": IterableResponse.__call__,
         "ServiceAppFactory.middlewares": ServiceAppFactory.middlewares, "ServiceAppFactory.routes": ServiceAppFactory.routes,
         "ServiceAppFactory._add_response_headers": ServiceAppFactory._add_response_headers,
         "APIMethod.__get__": APIMethod.__get__,
     })
-    routes = ServiceAppFactory.routes
     ServiceAppFactory.middlewares = property(lambda self: rework(bentoml_middlewares(self)))  # type: ignore[method-assign,assignment]
-    ServiceAppFactory.routes = property(lambda self: api_routes_first(routes.fget(self), set(self.service.apis), _hot_routes))  # type: ignore[method-assign,assignment]
+    ServiceAppFactory.routes = property(routes)  # type: ignore[method-assign,assignment]
     ServiceAppFactory._add_response_headers = response_headers  # type: ignore[method-assign]
     APIMethod.__get__ = api_method_get  # type: ignore[method-assign,assignment]
+    IterableResponse.__call__ = iterable_response_call  # type: ignore[method-assign]
     return True
 
 
@@ -447,6 +573,39 @@ def access_log(on: bool) -> None:
     from bentoml._internal.configuration.containers import BentoMLContainer
 
     BentoMLContainer.api_server_config.logging.access.enabled.set(on)
+
+
+_pid = [os.getpid()]  # this process's id: set again in the child after a fork
+
+
+def _forked() -> None:
+    _pid[0] = os.getpid()
+
+
+os.register_at_fork(after_in_child=_forked)
+
+
+def cached_pid() -> int:
+    """This process's id without a system call (see note 8)."""
+    return _pid[0]
+
+
+def cache_metrics_pid() -> bool:
+    """prometheus_client's multiprocess values use `cached_pid` for their fork check (see note 8); False
+    when they are not in multiprocess mode or already check with another function than `os.getpid`."""
+    from prometheus_client import values
+
+    check = getattr(values.ValueClass, "_MmapedValue__check_for_pid_change", None)
+    if check is None or "process_identifier" not in check.__code__.co_freevars:
+        return False
+    cell = check.__closure__[check.__code__.co_freevars.index("process_identifier")]
+    if cell.cell_contents is cached_pid:
+        return True
+    if cell.cell_contents is not os.getpid:
+        return False
+    _forked()
+    cell.cell_contents = cached_pid
+    return True
 
 
 def freeze_heap() -> None:

@@ -6,8 +6,7 @@ import gc
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
 from bentoml.exceptions import InvalidArgument
@@ -30,6 +29,10 @@ class Metrics:
     def __init__(self) -> None:
         import prometheus_client
 
+        from serving import bentoml_fixes
+
+        if bentoml_fixes.enabled():
+            bentoml_fixes.cache_metrics_pid()  # the values' fork check without a system call per update
         labels = ["family", "model", "version"]
         self.predictions = prometheus_client.Counter("ecomlab_predictions", "Rows predicted, per served model version", labels)
         self.requests = prometheus_client.Counter("ecomlab_model_requests", "Requests per served model version", labels)
@@ -68,22 +71,35 @@ class Metrics:
             found = self._children[labels] = (self.requests.labels(*labels), self.predictions.labels(*labels))
         return found
 
-    @contextmanager
-    def observe(self, served: Served, rows: int) -> Iterator[None]:
-        """Count one request of `rows` rows; a rejected input and a failure are counted apart."""
-        requests, predictions = self._counters(served)
+    def observe(self, served: Served, rows: int) -> Observed:
+        """Count one request of `rows` rows; a rejected input and a failure are counted apart (`with` block)."""
+        return Observed(self, served, rows)
+
+
+class Observed:
+    """One model request being counted (`Metrics.observe`): a plain context manager, as a generator-based
+    one costs ~2% of a small request's CPU."""
+
+    __slots__ = ("metrics", "served", "rows", "predictions")
+
+    def __init__(self, metrics: Metrics, served: Served, rows: int) -> None:
+        self.metrics, self.served, self.rows = metrics, served, rows
+
+    def __enter__(self) -> None:
+        requests, self.predictions = self.metrics._counters(self.served)
         requests.inc()
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any) -> bool:
+        metrics, served = self.metrics, self.served
         try:
-            yield
-        except InvalidArgument:
-            self.errors.labels(served.family, served.name, served.version, "bad_input").inc()
-            raise
-        except Exception:
-            self.errors.labels(served.family, served.name, served.version, "failure").inc()
-            raise
+            if kind is not None and issubclass(kind, Exception):
+                reason = "bad_input" if issubclass(kind, InvalidArgument) else "failure"
+                metrics.errors.labels(served.family, served.name, served.version, reason).inc()
         finally:
-            self.gc.flush()
-        predictions.inc(rows)
+            metrics.gc.flush()
+        if kind is None:
+            self.predictions.inc(self.rows)
+        return False
 
 
 class GcPauses:

@@ -240,6 +240,34 @@ class FormGuard:
         return None
 
 
+class Guards:
+    """The service's request guards in one layer, in their order: DashboardPage, TokenAuth, MediaTypeGuard,
+    BodyLimit, FormGuard, ModelGate, DashboardData.
+
+    A POST to a JSON API route (the model endpoints: the busiest) passes only the guards that can act on
+    it, TokenAuth, MediaTypeGuard, BodyLimit and ModelGate: the dashboard's two answer GET alone, and
+    FormGuard reads form bodies only, which MediaTypeGuard refuses on a JSON route before FormGuard would
+    see them. Every other request passes all seven. Each guard layer costs ~0.5% of a small request's CPU.
+    """
+
+    def __init__(self, app: ASGIApp, token_env: str, open_paths: frozenset[str], json_routes: frozenset[str],
+                 form_routes: frozenset[str], max_bytes: int) -> None:
+        from serving.auth import BodyLimit, TokenAuth
+        from serving.dashboard.routes import DashboardData, DashboardPage
+
+        self.app = app
+        self.json_routes = json_routes
+        self.post = TokenAuth(MediaTypeGuard(BodyLimit(ModelGate(app), max_bytes), json_routes, form_routes), token_env, open_paths)
+        self.every = DashboardPage(TokenAuth(MediaTypeGuard(BodyLimit(FormGuard(ModelGate(DashboardData(app))), max_bytes),
+                                                            json_routes, form_routes), token_env, open_paths))
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope.get("method") == "POST" and scope.get("path") in self.json_routes:
+            await self.post(scope, receive, send)
+        else:
+            await self.every(scope, receive, send)
+
+
 def _content_type(scope: Scope) -> bytes:
     return dict(scope.get("headers") or []).get(b"content-type", b"").split(b";")[0].strip().lower()
 

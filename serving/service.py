@@ -39,7 +39,7 @@ from serving.answers import (  # noqa: E402
     series_answer,
 )
 from serving import bentoml_fixes  # noqa: E402
-from serving.auth import BodyLimit, TokenAuth, open_paths  # noqa: E402
+from serving.auth import open_paths  # noqa: E402
 from serving.errors import (  # noqa: E402
     BadRequest,
     answers_errors,
@@ -50,10 +50,10 @@ from serving.errors import (  # noqa: E402
     too_large,
 )
 from serving.dashboard.data import UploadShelf, dashboard_dir  # noqa: E402
-from serving.dashboard.routes import DashboardData, DashboardPage  # noqa: E402
+from serving.dashboard.routes import DashboardData  # noqa: E402
 from serving.drift import DriftMonitor  # noqa: E402
 from serving.metrics import Metrics  # noqa: E402
-from serving.middleware import ErrorShape, FormGuard, MediaTypeGuard, ModelGate  # noqa: E402
+from serving.middleware import ErrorShape, Guards, ModelGate  # noqa: E402
 from serving.models.registry import FAMILIES  # noqa: E402
 from serving.openapi import document  # noqa: E402
 from serving.schemas import (  # noqa: E402
@@ -308,14 +308,13 @@ class EcomlabService:
 
 API_ROUTES = frozenset(api.route for api in EcomlabService.apis.values())
 
-# outermost first: every answer passes ErrorShape; a wrong token is refused before the body is looked at
+# outermost first: every answer passes ErrorShape; a wrong token is refused before the body is looked at.
+# Guards: DashboardPage (the page and its files hold no data: open, like the probes), TokenAuth,
+# MediaTypeGuard, BodyLimit, FormGuard, ModelGate and DashboardData, in that order, as one layer
 EcomlabService.add_asgi_middleware(ErrorShape, endpoints=API_ROUTES | {"/models/{family}", "/metrics", "/docs.json"})
-EcomlabService.add_asgi_middleware(DashboardPage)  # the page and its files hold no data: open, like the probes
-EcomlabService.add_asgi_middleware(TokenAuth, token_env=SETTINGS.api_token_env, open_paths=open_paths(SETTINGS.metrics_open))
-EcomlabService.add_asgi_middleware(MediaTypeGuard, json_routes=API_ROUTES - FORM_ROUTES, form_routes=FORM_ROUTES)
-EcomlabService.add_asgi_middleware(BodyLimit, max_bytes=SETTINGS.limits.max_body_bytes)
-EcomlabService.add_asgi_middleware(FormGuard)
-EcomlabService.add_asgi_middleware(ModelGate)
-EcomlabService.add_asgi_middleware(DashboardData)
+EcomlabService.add_asgi_middleware(
+    Guards, token_env=SETTINGS.api_token_env, open_paths=open_paths(SETTINGS.metrics_open),
+    json_routes=API_ROUTES - FORM_ROUTES, form_routes=FORM_ROUTES, max_bytes=SETTINGS.limits.max_body_bytes,
+)
 
 __all__ = ["EcomlabService"]

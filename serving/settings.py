@@ -77,7 +77,7 @@ class ServeSettings(Strict):
     metrics_open: bool = Field(False, description="serve /metrics without the API token (for a Prometheus scraper)")
     workers: int = Field(1, ge=1)
     timeout_s: float = Field(60.0, gt=0, description="seconds a request may wait for its answer to start, then 504")
-    access_log: bool = Field(True, description="BentoML's access log line per request (about 14% of a small request's CPU)")
+    access_log: bool = Field(True, description="BentoML's access log line per request (about 5% of a small request's CPU)")
     drift: DriftSettings = DriftSettings()
     dashboard: DashboardSettings = DashboardSettings()
 

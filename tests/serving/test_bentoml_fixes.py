@@ -4,8 +4,12 @@ upgrade changes it, so the work-around is revisited), and the replacements keep 
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
+import io
 import json
+import logging
+import re
 
 import bentoml
 import prometheus_client
@@ -17,6 +21,7 @@ from serving.bentoml_fixes import BoundedTimeout, rework
 from serving.metrics import GcPauses
 
 SCOPE = {"type": "http", "method": "POST", "path": "/segment", "headers": []}
+IN_REQUEST_SOURCE = "17f83b1eb008"  # sha256 prefix of bentoml 1.4.39's ServiceContext.in_request
 
 
 def tiny_service():
@@ -208,7 +213,9 @@ def test_gc_pauses_are_counted_by_generation() -> None:
     assert pauses._hook not in gc.callbacks
 
 
-def test_access_log_setting_decides_bentomls_access_log_middleware() -> None:
+def test_access_log_setting_decides_the_access_log_middleware(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`access_log` on: BentoML adds its AccessLogMiddleware, which the fixes swap for AccessLog (same
+    arguments); off: neither."""
     from _bentoml_impl.server.app import ServiceAppFactory
     from bentoml._internal.server.http.access import AccessLogMiddleware
 
@@ -217,11 +224,248 @@ def test_access_log_setting_decides_bentomls_access_log_middleware() -> None:
     factory = ServiceAppFactory(service, is_main=True)
     try:
         bentoml_fixes.access_log(False)
-        assert AccessLogMiddleware not in [m.cls for m in factory.middlewares]
+        assert not {AccessLogMiddleware, bentoml_fixes.AccessLog} & {m.cls for m in factory.middlewares}
         bentoml_fixes.access_log(True)
-        assert AccessLogMiddleware in [m.cls for m in factory.middlewares]
+        theirs = [m for m in bentoml_fixes.bentoml_middlewares(factory) if m.cls is AccessLogMiddleware]
+        ours = [m for m in factory.middlewares if m.cls is bentoml_fixes.AccessLog]
+        assert len(theirs) == len(ours) == 1 and theirs[0].kwargs == ours[0].kwargs
+        assert AccessLogMiddleware not in [m.cls for m in factory.middlewares]
     finally:
         bentoml_fixes.access_log(True)
+
+
+def server_logging(stream: io.StringIO) -> tuple[logging.Handler, dict]:
+    """BentoML's server logging set-up (SERVER_LOGGING_CONFIG's `bentoml` logger), writing to `stream`;
+    the second value restores the loggers as they were."""
+    from bentoml._internal.log import DATE_FORMAT, TRACED_LOG_FORMAT, TraceRecordFilter
+
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logging.Formatter(TRACED_LOG_FORMAT, DATE_FORMAT))
+    handler.addFilter(TraceRecordFilter())
+    bentoml_logger, access = logging.getLogger("bentoml"), logging.getLogger("bentoml.access")
+    saved = {"handlers": bentoml_logger.handlers[:], "level": bentoml_logger.level, "propagate": bentoml_logger.propagate,
+             "access": (access.handlers[:], access.level, access.propagate, access.disabled, bentoml_logger.disabled)}
+    bentoml_logger.handlers[:] = [handler]
+    bentoml_logger.setLevel(logging.INFO)
+    bentoml_logger.propagate = False
+    bentoml_logger.disabled = access.disabled = False
+    access.handlers[:] = []
+    access.setLevel(logging.NOTSET)
+    access.propagate = True
+    return handler, saved
+
+
+def restore_logging(saved: dict) -> None:
+    bentoml_logger, access = logging.getLogger("bentoml"), logging.getLogger("bentoml.access")
+    bentoml_logger.handlers[:] = saved["handlers"]
+    bentoml_logger.setLevel(saved["level"])
+    bentoml_logger.propagate = saved["propagate"]
+    access.handlers[:], level, access.propagate, access.disabled, bentoml_logger.disabled = saved["access"]
+    access.setLevel(level)
+
+
+def test_bentoml_server_logging_is_what_the_access_line_writer_copies() -> None:
+    """Upstream (bentoml 1.4.39): the server's `bentoml` logger has one StreamHandler with TraceRecordFilter and
+    the traced format; ServerLogLine writes exactly that format. If this fails, revisit ServerLogLine."""
+    from bentoml._internal.log import DATE_FORMAT, SERVER_LOGGING_CONFIG, TRACED_LOG_FORMAT
+
+    config = SERVER_LOGGING_CONFIG
+    handler = config["handlers"][config["loggers"]["bentoml"]["handlers"][0]]
+    assert config["loggers"]["bentoml"]["handlers"] == ["tracehandler"] and config["loggers"]["bentoml"]["propagate"] is False
+    assert handler["class"] == "logging.StreamHandler" and handler["filters"] == ["tracing"]
+    assert config["formatters"][handler["formatter"]] == {"format": TRACED_LOG_FORMAT, "datefmt": DATE_FORMAT}
+    assert TRACED_LOG_FORMAT == "%(asctime)s %(levelname_bracketed)s %(component)s %(message)s%(trace_msg)s"
+    assert DATE_FORMAT == "%Y-%m-%dT%H:%M:%S%z"
+
+
+async def access_lines(middleware_class, stream: io.StringIO, path: str = "/segment", status: int = 200) -> list[str]:
+    async def app(scope, receive, send) -> None:
+        await receive()
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", b"2")]})
+        await send({"type": "http.response.body", "body": b"{", "more_body": True})
+        await send({"type": "http.response.body", "body": b"}"})
+
+    middleware = middleware_class(app, has_request_content_length=True, has_request_content_type=True,
+                                  has_response_content_length=True, has_response_content_type=True, skip_paths=["/health"])
+    scope = {**SCOPE, "path": path, "scheme": "http", "client": ("10.0.0.7", 4242),
+             "headers": [(b"content-type", b"application/json"), (b"content-length", b"2")]}
+    sent = await call(middleware, scope)
+    assert [m["type"] for m in sent] == ["http.response.start", "http.response.body", "http.response.body"]
+    lines = stream.getvalue().splitlines()
+    stream.seek(0)
+    stream.truncate()
+    return [re.sub(r" \d+\.\d{3}ms$", " <latency>ms", line) for line in lines]
+
+
+def test_access_log_writes_bentomls_line() -> None:
+    """The same line as BentoML's AccessLogMiddleware, written directly under BentoML's server logging and
+    through the logger when the set-up differs (a handler of ops' own); none for a skipped path."""
+    from bentoml._internal.server.http.access import AccessLogMiddleware
+
+    stream = io.StringIO()
+    handler, saved = server_logging(stream)
+    try:
+        theirs = asyncio.run(access_lines(AccessLogMiddleware, stream))
+        ours = asyncio.run(access_lines(bentoml_fixes.AccessLog, stream))
+        assert len(theirs) == 1 and ours == theirs, (ours, theirs)
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d{4} \[INFO\] \[.*\] 10\.0\.0\.7:4242 "
+                            r"\(scheme=http,method=POST,path=/segment,type=application/json,length=2\) "
+                            r"\(status=200,type=application/json,length=2\) <latency>ms", ours[0]), ours[0]
+        assert asyncio.run(access_lines(bentoml_fixes.AccessLog, stream, status=404)) == asyncio.run(
+            access_lines(AccessLogMiddleware, stream, status=404))
+        assert asyncio.run(access_lines(bentoml_fixes.AccessLog, stream, "/healthz")) == []  # "/health" skipped, as theirs
+        assert asyncio.run(access_lines(AccessLogMiddleware, stream, "/healthz")) == []
+        records: list[logging.LogRecord] = []
+        own = logging.Handler()
+        own.emit = records.append  # type: ignore[method-assign]
+        logging.getLogger("bentoml.access").addHandler(own)  # not BentoML's set-up alone: through the logger
+        try:
+            assert asyncio.run(access_lines(bentoml_fixes.AccessLog, stream)) == theirs
+        finally:
+            logging.getLogger("bentoml.access").removeHandler(own)
+        assert len(records) == 1 and records[0].name == "bentoml.access" and records[0].levelno == logging.INFO
+        assert theirs[0].endswith("] " + re.sub(r" \d+\.\d{3}ms$", " <latency>ms", records[0].getMessage()))
+        logging.getLogger("bentoml.access").setLevel(logging.WARNING)
+        assert asyncio.run(access_lines(bentoml_fixes.AccessLog, stream)) == []  # the logger's level still rules
+    finally:
+        restore_logging(saved)
+
+
+def metric_samples(registry: prometheus_client.CollectorRegistry, namespace: str) -> dict[tuple, float]:
+    """Samples by (name without the namespace, labels), times left out (timestamps, duration sums)."""
+    out = {}
+    for metric in registry.collect():
+        for sample in metric.samples:
+            name = sample.name.removeprefix(namespace)
+            if "timestamp" in name or name.endswith("duration_seconds_sum") or name.endswith("_created"):
+                out[(name, tuple(sorted(sample.labels.items())))] = float(sample.value > 0)
+                continue
+            if name.endswith("duration_seconds_bucket") and sample.labels["le"] != "+Inf":
+                continue  # how long a request took is not the same twice
+            out[(name, tuple(sorted(sample.labels.items())))] = sample.value
+    return out
+
+
+def test_traffic_metrics_count_what_bentomls_middleware_counts() -> None:
+    """TrafficMetrics (BentoML's RunnerTrafficMetricsMiddleware, children cached) records the same samples
+    as BentoML's own over the same requests: totals and durations per endpoint and status, in-progress back
+    to 0, the last request's time; /metrics not counted; websocket scopes go to BentoML's code."""
+    from bentoml._internal.server.http.instruments import RunnerTrafficMetricsMiddleware
+
+    async def app(scope, receive, send) -> None:
+        status = 404 if scope["path"] == "/nope" else 200
+        await send({"type": "http.response.start", "status": status, "headers": []})
+        await send({"type": "http.response.body", "body": b"a", "more_body": True})
+        await send({"type": "http.response.body", "body": b"b"})
+
+    def run(cls, namespace: str) -> dict[tuple, float]:
+        registry = prometheus_client.CollectorRegistry()
+        client = type("Client", (), {k: staticmethod(functools.partial(getattr(prometheus_client, k), registry=registry))
+                                     for k in ("Histogram", "Counter", "Gauge", "Summary")})
+        middleware = cls(app, namespace=namespace, skip_paths=["/healthz"])
+        middleware._setup(metrics_client=client, duration_buckets=(0.5, 1.0, 5.0))
+
+        async def requests() -> None:
+            for path in ("/segment", "/segment", "/nope", "/metrics", "/healthz", "/segment"):
+                sent = await call(middleware, {**SCOPE, "path": path})
+                assert sent[0]["status"] in (200, 404) and len(sent) == 3
+
+        asyncio.run(requests())
+        return metric_samples(registry, namespace)
+
+    theirs = run(RunnerTrafficMetricsMiddleware, "theirs")
+    ours = run(bentoml_fixes.traffic_metrics_class(), "ours")
+    assert ours == theirs
+    totals = {dict(k[1])["endpoint"] + ":" + dict(k[1])["http_response_code"]: v
+              for k, v in ours.items() if k[0] == "_request_total"}
+    assert {k: v for k, v in totals.items() if v} == {"/segment:200": 3, "/nope:404": 1, "/healthz:200": 1}
+    assert issubclass(bentoml_fixes.traffic_metrics_class(), RunnerTrafficMetricsMiddleware)
+
+
+def test_bentoml_traffic_metrics_look_up_children_per_request() -> None:
+    """Upstream (bentoml 1.4.39): RunnerTrafficMetricsMiddleware calls `labels(...)` per request, inside its
+    http path. If it caches them itself one day, TrafficMetrics can go."""
+    import inspect as inspect_
+
+    from bentoml._internal.server.http.instruments import RunnerTrafficMetricsMiddleware
+
+    source = inspect_.getsource(RunnerTrafficMetricsMiddleware.__call__)
+    assert source.count(".labels(") >= 4 and "track_inprogress()" in source
+
+
+def test_request_context_sets_what_bentomls_context_middleware_sets() -> None:
+    """RequestContext against BentoML's ContextMiddleware: the request (its headers as metadata) and a
+    fresh response context while the app runs, request and trace ids in the scope, a request's temporary
+    directory released, the context variables reset after."""
+    from _bentoml_impl.server.app import ContextMiddleware
+    from bentoml._internal.context import ServiceContext, request_tempdir_pool
+
+    context = ServiceContext()
+
+    def run(cls) -> dict:
+        seen: dict = {}
+
+        async def app(scope, receive, send) -> None:
+            seen["path"] = context.request.url.path
+            seen["metadata"] = dict(context.request.metadata)
+            seen["fresh"] = type(context.response).__name__, context.response.status_code, len(context.response.cookies)
+            context.response.status_code = 201
+            seen["temp"] = context.temp_dir
+            seen["ids"] = "request_id" in scope and "trace_id" in scope
+            await answer(scope, receive, send)
+
+        scope = {**SCOPE, "headers": [(b"x-a", b"1")], "query_string": b"", "scheme": "http", "server": ("h", 80)}
+        sent = asyncio.run(call(cls(app, context=context), scope))
+        assert sent[0]["status"] == 200
+        with pytest.raises(LookupError):
+            context.request  # noqa: B018  (reset after the request)
+        seen["released"] = seen["temp"] in request_tempdir_pool._pool  # type: ignore[attr-defined]
+        seen.pop("temp")
+        return seen
+
+    theirs, ours = run(ContextMiddleware), run(bentoml_fixes.RequestContext)
+    assert ours == theirs and ours["released"] and ours["ids"] and ours["metadata"] == {"x-a": "1"}
+    assert ours["fresh"] == ("ResponseContext", 200, 0)
+
+
+def test_bentoml_context_middleware_enters_in_request() -> None:
+    """Upstream (bentoml 1.4.39): ContextMiddleware enters `ServiceContext.in_request`, which does what
+    RequestContext does. If either changes, compare them again (the test above) and revisit."""
+    import hashlib
+    import inspect as inspect_
+
+    from _bentoml_impl.server.app import ContextMiddleware
+    from bentoml._internal.context import ServiceContext
+
+    assert "with self.context.in_request(req)" in inspect_.getsource(ContextMiddleware.__call__)
+    source = inspect_.getsource(ServiceContext.in_request)
+    for step in ("request.metadata = request.headers", "request_id=trace_context.request_id", "_request_var.set(request)",
+                 "_response_var.set(ServiceContext.ResponseContext())", "request_tempdir_pool.release(request.state.temp_dir)"):
+        assert step in source, step
+    assert hashlib.sha256(source.encode()).hexdigest()[:12] == IN_REQUEST_SOURCE, "ServiceContext.in_request changed: revisit RequestContext"
+
+
+def test_bentoml_reads_the_api_arguments_with_a_deprecated_model_fields() -> None:
+    """Upstream (bentoml 1.4.39, pydantic 2.11+): `api_endpoint` reads `input_data.model_fields` on the
+    instance, which warns on every request. With `plain_fields` the instance answers the class's fields
+    without a warning; the class's own `model_fields` is pydantic's."""
+    import inspect as inspect_
+    import warnings
+
+    from _bentoml_impl.server.app import ServiceAppFactory
+
+    assert "input_data.model_fields" in inspect_.getsource(ServiceAppFactory.api_endpoint)
+    service = two_api_service()
+    spec = service.apis["alpha"].input_spec
+    with pytest.warns(DeprecationWarning, match="model_fields"):
+        spec(text="x").model_fields  # noqa: B018
+    bentoml_fixes.plain_fields(service)
+    data = spec(text="x")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert data.model_fields is spec.__pydantic_fields__ and list(data.model_fields) == ["text"]
+    assert spec.model_fields == spec.__pydantic_fields__ and spec.model_json_schema()["required"] == ["text"]
 
 
 def two_api_service():
@@ -294,3 +538,93 @@ def test_response_headers_are_bentomls() -> None:
     finally:
         trace_context.request_id = None
     assert dict(ours.headers) == dict(theirs.headers) and "x-bentoml-request-id" in ours.headers
+
+
+def test_bentoml_sends_a_whole_body_in_three_messages_and_ours_in_two() -> None:
+    """Upstream (bentoml 1.4.39): IterableResponse sends a body held in memory as a chunk with `more_body`
+    and an empty last chunk. Ours sends the same bytes and headers as one last chunk, runs the background
+    tasks, and leaves a generator's body (a stream) to BentoML's code."""
+    from _bentoml_sdk.io_models import IterableResponse
+    from starlette.background import BackgroundTask
+
+    theirs_call = bentoml_fixes.original("IterableResponse.__call__")
+    ran: list[str] = []
+
+    def response(content):
+        return IterableResponse(content, headers={"content-length": "5"}, media_type="application/json",
+                                background=BackgroundTask(ran.append, "done"))
+
+    async def sent(call, content) -> list[dict]:
+        out: list[dict] = []
+
+        async def send(message: dict) -> None:
+            out.append(message)
+
+        await call(response(content), SCOPE, None, send)
+        return out
+
+    theirs = asyncio.run(sent(theirs_call, (b'{"a":', b"1}")))
+    assert [(m["type"], m.get("body"), m.get("more_body")) for m in theirs] == [
+        ("http.response.start", None, None), ("http.response.body", b'{"a":', True),
+        ("http.response.body", b"1}", True), ("http.response.body", b"", False)], "IterableResponse changed: revisit note 7"
+    for content in ((b'{"a":', b"1}"), [b'{"a":', memoryview(b"1}")]):
+        ours = asyncio.run(sent(bentoml_fixes.iterable_response_call, content))
+        assert ours[0] == theirs[0] and [(m["body"], m["more_body"]) for m in ours[1:]] == [(b'{"a":1}', False)]
+    streamed = asyncio.run(sent(bentoml_fixes.iterable_response_call, (c for c in (b'{"a":', b"1}"))))
+    assert streamed == theirs
+    assert ran == ["done"] * 4
+    bentoml_fixes.install()
+    assert IterableResponse.__call__ is bentoml_fixes.iterable_response_call
+
+
+def test_multiprocess_values_check_the_pid_without_a_system_call(tmp_path) -> None:
+    """Upstream (prometheus_client 0.26, which BentoML's multiprocess metrics use): every update of a value
+    calls `os.getpid()`. With `cache_metrics_pid` they check with `cached_pid` instead, count the same, and a
+    forked child writes to its own file as before."""
+    import os
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent(f"""
+        import os, sys
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = {str(tmp_path)!r}
+        import prometheus_client
+        from prometheus_client import multiprocess, values
+        from serving import bentoml_fixes
+        import inspect
+        counter = prometheus_client.Counter("t_requests", "requests", ["endpoint"])
+        child = counter.labels("/segment")
+        child.inc()
+        if sys.argv[1] == "cached":
+            assert bentoml_fixes.cache_metrics_pid() and bentoml_fixes.cache_metrics_pid()
+        value = type(child._value)
+        check = value._MmapedValue__check_for_pid_change
+        ident = check.__closure__[check.__code__.co_freevars.index("process_identifier")].cell_contents
+        per_update = all("self.__check_for_pid_change()" in inspect.getsource(getattr(value, m)) for m in ("inc", "set"))
+        print({{os.getpid: "getpid", bentoml_fixes.cached_pid: "cached"}}.get(ident, repr(ident)) + ("-per-update" if per_update else ""))
+        for _ in range(10):
+            child.inc()
+        pid = os.fork()
+        if pid == 0:  # the child's updates go to its own file, as prometheus_client's own check does it
+            child.inc(100)
+            os._exit(0)
+        os.waitpid(pid, 0)
+        registry = prometheus_client.CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        print(registry.get_sample_value("t_requests_total", {{"endpoint": "/segment"}}))
+        print(len([f for f in os.listdir({str(tmp_path)!r}) if f.startswith("counter_")]))
+    """)
+
+    def run(mode: str) -> list[str]:
+        for f in tmp_path.iterdir():
+            f.unlink()
+        out = subprocess.run([sys.executable, "-c", script, mode], capture_output=True, text=True, timeout=120,
+                             cwd=os.getcwd(), env={**os.environ, "PYTHONPATH": os.getcwd()})
+        assert out.returncode == 0, out.stderr[-2000:]
+        return out.stdout.split()
+
+    check, total, files = run("plain")
+    assert check == "getpid-per-update", f"prometheus_client's values no longer call os.getpid per update ({check}): drop cache_metrics_pid"
+    assert (total, files) == ("111.0", "2")
+    assert run("cached") == ["cached-per-update", "111.0", "2"]

@@ -412,3 +412,100 @@ def test_scrub_hides_raw_and_decoded_credentials() -> None:
     text = "could not connect: password p@ss rejected for postgresql://user:p%40ss@db/mlflow"
     assert scrub(text, uri) == "could not connect: password *** rejected for postgresql://***@db/mlflow"
     assert scrub("nothing secret", "http://127.0.0.1:5000") == "nothing secret"
+
+
+# ---- the guards as one layer, and the model counters ----
+
+
+def guarded(store: Any, max_bytes: int = 1024) -> tuple[Http, Http]:
+    """Guards around routes that answer "through", and the same seven guards as separate layers."""
+    from serving.auth import BodyLimit, TokenAuth
+    from serving.dashboard.routes import DashboardData, DashboardPage
+    from serving.middleware import Guards, MediaTypeGuard
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:  # a bare app: what fails in it reaches BodyLimit
+        body = await Request(scope, receive).body()
+        await PlainTextResponse(f"through {scope['method']} {scope['path']} {len(body)}")(scope, receive, send)
+
+    json_routes, form_routes = frozenset({"/segment", "/forecast", "/kpis"}), frozenset({"/kpis/upload"})
+    ModelGate.store = store
+    layers = DashboardPage(TokenAuth(MediaTypeGuard(BodyLimit(FormGuard(ModelGate(DashboardData(app))), max_bytes),
+                                                    json_routes, form_routes), "SVC_TEST_TOKEN"))
+    one = Guards(app, token_env="SVC_TEST_TOKEN", open_paths=frozenset({"/healthz", "/livez", "/readyz"}),
+                 json_routes=json_routes, form_routes=form_routes, max_bytes=max_bytes)
+    return Http(one), Http(layers)
+
+
+def test_guards_answer_as_the_seven_layers_do(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fast path of a JSON POST and the full path of everything else give the layered answers:
+    token, media type, body limit (declared and streamed), no model, form checks, the open dashboard page."""
+    monkeypatch.setenv("SVC_TEST_TOKEN", "t0ken")
+    auth = {"Authorization": "Bearer t0ken"}
+
+    async def chunks():
+        for _ in range(3):
+            yield b"x" * 600
+
+    requests = [
+        ("POST", "/segment", {"json": {"customers": []}, "headers": auth}),
+        ("POST", "/segment", {"json": {"customers": []}}),  # no token
+        ("POST", "/segment", {"content": b"{}", "headers": {**auth, "content-type": "text/plain"}}),
+        ("POST", "/segment", {"data": {"file": "x"}, "headers": auth}),  # a form body on a JSON route: 415 first
+        ("POST", "/segment", {"content": b"x" * 2000, "headers": {**auth, "content-type": "application/json"}}),
+        ("POST", "/segment", {"content": chunks, "headers": {**auth, "content-type": "application/json"}}),
+        ("POST", "/forecast", {"json": {}, "headers": auth}),  # no forecaster: 503
+        ("POST", "/kpis", {"json": {}, "headers": {**auth, "content-type": "application/vnd.x+json"}}),
+        ("POST", "/kpis/upload", {"data": {"file": "http://example.invalid/x.csv"}, "headers": auth}),  # not multipart
+        ("POST", "/kpis/upload", {"data": {"file": "http://example.invalid/x.csv"}, "files": {"other": ("y.csv", b"1", "text/csv")},
+                                  "headers": auth}),  # a text value in the file field: FormGuard's 400
+        ("POST", "/kpis/upload", {"files": {"file": ("x.csv", b"a,b\n1,2\n", "text/csv")}, "headers": auth}),
+        ("POST", "/kpis/upload", {"json": {}, "headers": auth}),
+        ("GET", "/readyz", {}),
+        ("GET", "/other", {"headers": auth}),
+        ("GET", "/other", {}),
+        ("GET", "/", {}),
+    ]
+    store = FakeStore(settings(), {"segmenter": Segmenter()})
+    store.ready = lambda: (True, [])
+    store.registry_error = None
+    store.describe = lambda: []
+    try:
+        one, layers = guarded(store)
+        answers = []
+        for method, path, kwargs in requests:
+            kw = {k: (v() if k == "content" and callable(v) else v) for k, v in kwargs.items()}
+            a = one.request(method, path, **kw)
+            kw = {k: (v() if k == "content" and callable(v) else v) for k, v in kwargs.items()}
+            b = layers.request(method, path, **kw)
+            assert (a.status_code, a.content) == (b.status_code, b.content), (method, path)
+            answers.append(a.status_code)
+    finally:
+        ModelGate.store = None
+    assert answers == [200, 401, 415, 415, 413, 413, 503, 200, 415, 400, 200, 415, 200, 200, 401, 200]
+
+
+def test_model_counters_count_requests_rows_and_errors_apart() -> None:
+    import prometheus_client
+
+    from serving.metrics import Metrics
+
+    registry = prometheus_client.CollectorRegistry()
+    metrics = Metrics.__new__(Metrics)
+    labels = ["family", "model", "version"]
+    metrics.requests = prometheus_client.Counter("t_requests", "", labels, registry=registry)
+    metrics.predictions = prometheus_client.Counter("t_rows", "", labels, registry=registry)
+    metrics.errors = prometheus_client.Counter("t_errors", "", [*labels, "kind"], registry=registry)
+    flushed = []
+    metrics.gc = SimpleNamespace(flush=lambda: flushed.append(1))
+    metrics._children = {}
+    served = Served("segmenter", "seg", "champion", "3", "run", None, {}, 0.0)
+    with metrics.observe(served, 5):
+        pass
+    for exc in (InvalidArgument("bad"), RuntimeError("boom"), KeyboardInterrupt()):
+        with pytest.raises(type(exc)), metrics.observe(served, 7):
+            raise exc
+    value = registry.get_sample_value
+    one = {"family": "segmenter", "model": "seg", "version": "3"}
+    assert value("t_requests_total", one) == 4 and value("t_rows_total", one) == 5  # rows of answered requests only
+    assert value("t_errors_total", {**one, "kind": "bad_input"}) == 1 and value("t_errors_total", {**one, "kind": "failure"}) == 1
+    assert len(flushed) == 4  # the GC notes flushed after every model request
