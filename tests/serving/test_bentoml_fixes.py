@@ -219,6 +219,7 @@ def test_access_log_setting_decides_the_access_log_middleware(monkeypatch: pytes
     from _bentoml_impl.server.app import ServiceAppFactory
     from bentoml._internal.server.http.access import AccessLogMiddleware
 
+    assert bentoml_fixes.install()  # as the service does on import (once per process)
     service = tiny_service()
     service.inject_config()
     factory = ServiceAppFactory(service, is_main=True)

@@ -32,7 +32,8 @@ from training.cli import app
 from training.config import load_job_config
 from training.families import family_for
 from training.jobs import study_name
-from training.tuning import _ahead, _places, _rdb, collect, open_study
+from training.places import _ahead, _places, _rdb
+from training.tuning import collect, open_study
 
 N_TRIALS = 4
 FAST = ["tuning.heartbeat_interval=1", "tuning.grace_period=2"]  # a killed worker's trial is stale in ~2 s
