@@ -87,6 +87,17 @@ def tracing_exporter() -> str | None:
     return BentoMLContainer.tracing.exporter_type.get()
 
 
+def _described(headers: Any, with_type: bool, with_length: bool) -> str:
+    """",type=...,length=..." of a request's or response's raw headers, as BentoML's access line writes them."""
+    length = kind = b""
+    for key, value in headers:
+        if key == b"content-length":
+            length = value
+        elif key == b"content-type":
+            kind = value
+    return (f",type={kind.decode()}" if with_type else "") + (f",length={length.decode()}" if with_length else "")
+
+
 class AccessLog:
     """BentoML's access log line (bentoml 1.4.39 `AccessLogMiddleware`, same arguments) for http
     requests, through the same `bentoml.access` logger, without its per-request `receive` wrapper and
@@ -117,16 +128,7 @@ class AccessLog:
         start = default_timer()
         request = f"scheme={scope['scheme']},method={scope.get('method', '')},path={path}"
         if self.request_type or self.request_length:
-            length = kind = b""
-            for key, value in scope["headers"]:
-                if key == b"content-length":
-                    length = value
-                elif key == b"content-type":
-                    kind = value
-            if self.request_type:
-                request += f",type={kind.decode()}"
-            if self.request_length:
-                request += f",length={length.decode()}"
+            request += _described(scope["headers"], self.request_type, self.request_length)
         status = 0
         headers: Any = ()
 
@@ -149,16 +151,7 @@ class AccessLog:
         address = f"{client[0]}:{client[1]}" if client else "_"
         response = f"status={status}"
         if self.response_type or self.response_length:
-            length = kind = b""
-            for key, value in headers:
-                if key == b"content-length":
-                    length = value
-                elif key == b"content-type":
-                    kind = value
-            if self.response_type:
-                response += f",type={kind.decode()}"
-            if self.response_length:
-                response += f",length={length.decode()}"
+            response += _described(headers, self.response_type, self.response_length)
         logger = self.logger
         if not logger.isEnabledFor(logging.INFO):
             return
