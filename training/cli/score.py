@@ -50,7 +50,7 @@ def score(
     reference_date: Annotated[str | None, typer.Option(help="segmenter, data config: the date recency counts to (default: last day + 1)")] = None,
     basket_level: Annotated[str, typer.Option(help="recommender, data config: order | customer")] = "order",
     item: Annotated[str, typer.Option(help="recommender, data config: product_id | product_name | category")] = "product_id",
-    engine: Annotated[str, typer.Option(help="pandas (chunks in this process) or spark (mlflow.pyfunc.spark_udf; segmenter and clv models)")] = "pandas",
+    engine: Annotated[str, typer.Option(help="pandas (chunks in this process) or spark (segmenter and clv through mlflow.pyfunc.spark_udf, forecaster and recommender through mapInPandas)")] = "pandas",
     spark_master: Annotated[str, typer.Option(help="--engine spark: local[N], spark://host:7077, yarn, k8s://... or sc://host:port")] = "local[2]",
 ) -> None:
     from serving.batch import ModelNotFound, StoreUnreachable
