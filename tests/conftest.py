@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.helpers import REPO, TOKEN, fresh_mlflow_db, shared_dataset
+from tests.helpers import REPO, TOKEN, build_once, copy_mlflow_folder, fresh_mlflow_db, shared_dataset
 from tests.service_harness import Server, start, write_serve_config
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
@@ -32,14 +32,23 @@ def shared_data():
     return shared_dataset
 
 
+def run_folder(tmp_path_factory: pytest.TempPathFactory, name: str) -> Path:
+    """`name` in the folder every process of this pytest run shares: the xdist workers' common parent, or the
+    session's own temporary folder without xdist (the parent there is shared with other pytest runs)."""
+    base = tmp_path_factory.getbasetemp()
+    return (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / name
+
+
 @pytest.fixture(scope="session")
 def mlflow_template_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An initialised, empty MLflow SQLite store; creating one runs migrations for ~8 s, copying takes ms."""
-    from mlflow.tracking import MlflowClient
+    """An initialised, empty MLflow SQLite store, made once per pytest run and only ever copied (creating one
+    runs migrations for ~8 s, copying takes ms)."""
+    def build(folder: Path) -> None:
+        from mlflow.tracking import MlflowClient
 
-    path = tmp_path_factory.mktemp("mlflow-template") / "mlflow.db"
-    MlflowClient(f"sqlite:///{path}").search_experiments()
-    return path
+        MlflowClient(f"sqlite:///{folder / 'mlflow.db'}").search_experiments()
+
+    return build_once(run_folder(tmp_path_factory, "mlflow-template"), build) / "mlflow.db"
 
 
 @pytest.fixture
@@ -60,10 +69,25 @@ def tracking_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mlflow_templat
 
 @pytest.fixture(scope="session")
 def registry(tmp_path_factory: pytest.TempPathFactory, mlflow_template_db: Path) -> tuple[Path, str]:
-    """Train and register every family on small synthetic data into a session-private MLflow store."""
+    """Every family trained and registered into a private MLflow store; (its folder, its URI).
+
+    Training takes ~40 s of CPU, so it happens once per pytest run (the first xdist worker to ask trains,
+    the others wait); each worker then serves, promotes and re-aliases in its own copy of that store."""
+    import mlflow
+
+    original = build_once(run_folder(tmp_path_factory, "service-registry"),
+                          lambda folder: train_every_family(folder, mlflow_template_db))
+    folder = tmp_path_factory.mktemp("service")
+    uri = copy_mlflow_folder(original, folder)
+    mlflow.set_tracking_uri(uri)  # where training left this process's MLflow before: never at the shared original
+    mlflow.set_registry_uri(uri)
+    return folder, uri
+
+
+def train_every_family(folder: Path, mlflow_template_db: Path) -> None:
+    """Train and register every family on small synthetic data into a store in `folder`."""
     from training.jobs import run_job
 
-    folder = tmp_path_factory.mktemp("service")
     uri = fresh_mlflow_db(mlflow_template_db, folder)
     data = {"name": "svc-synthetic", "format": "synthetic", "synthetic": {"n_customers": 400, "weeks": 52, "seed": 3}}
     (folder / "data.yaml").write_text(yaml.safe_dump(data))
@@ -96,7 +120,6 @@ def registry(tmp_path_factory: pytest.TempPathFactory, mlflow_template_db: Path)
             os.environ.pop("MLFLOW_TRACKING_URI", None)
         else:
             os.environ["MLFLOW_TRACKING_URI"] = old_uri
-    return folder, uri
 
 
 @pytest.fixture(scope="session")
