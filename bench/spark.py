@@ -225,9 +225,15 @@ def engine_run(engine: str, config: Path, cap: str) -> dict:
     if res["result"] and "error" in res["result"]:
         raise SystemExit(res["result"]["error"])
     if res["rc"] not in (0, 2) or res["result"] is None:
-        tail = "\n".join(res["stderr"].strip().splitlines()[-15:])
-        raise SystemExit(f"{engine} worker on {config} failed (exit {res['rc']}):\n{tail}")
+        raise SystemExit(f"{engine} worker on {config} failed (exit {res['rc']}):\n{cause(res['stderr'])}")
     return res
+
+
+def cause(stderr: str, keep: int = 15) -> str:
+    """The first error lines of a failed worker's stderr (a JVM shutdown hook's stack trace comes last), else its tail."""
+    lines = stderr.strip().splitlines()
+    first = next((i for i, ln in enumerate(lines) if any(w in ln for w in ("Error", "Exception", "Traceback"))), None)
+    return "\n".join(lines[first:first + keep] if first is not None else lines[-keep:])
 
 
 def cli_under_cap(config: Path, cap_bytes: int) -> dict:
@@ -266,22 +272,28 @@ def crossing(spark: list[tuple[float, float]], pandas: list[tuple[float, float]]
     return f"{line} -> cross at ~{max(cross, 0):,.0f} lines; {seen}"
 
 
+COSTS_HEADER = (f"{'scale':>6} {'lines':>12} | {'spark s':>8} {'start s':>7} {'load s':>7} {'KPIs s':>7} {'peak MiB':>9} {'JVM MiB':>8}"
+                f" | {'pandas s':>8} {'load s':>7} {'KPIs s':>7} {'peak MiB':>9} {'est. MiB':>9} | headline")
+
+
+def cost_row(r: dict) -> str:
+    """One scale's line of table (b): Spark's time, phases and peaks, then pandas' (or its refusal)."""
+    s, p = r["spark"], r["pandas"]
+    sp = s["result"]["phases"]
+    left = (f"{r['scale']:>5}x {r['lines']:>12,} | {s['wall']:8.1f} {sp['session start']:7.1f} {sp['load + validate']:7.1f} "
+            f"{sp['KPIs']:7.1f} {_mib(s['peak']):>9} {_mib(s['jvm']):>8}")
+    if "refused" in p["result"]:
+        return left + f" | {'refused: too large for the local engine':>44} {_mib(r['estimate']):>9} | -"
+    pp = p["result"]["phases"]
+    return left + (f" | {p['wall']:8.1f} {pp['load + validate']:7.1f} {pp['KPIs']:7.1f} {_mib(p['peak']):>9} "
+                   f"{_mib(r['estimate']):>9} | {r['agree']}")
+
+
 def print_costs(rows: list[dict], cap: str) -> None:
     print(f"\n(b) costs side by side: Spark local[2] (driver_memory {cap}) vs pandas; peak = summed RSS of the process tree")
-    print(f"{'scale':>6} {'lines':>12} | {'spark s':>8} {'start s':>7} {'load s':>7} {'KPIs s':>7} {'peak MiB':>9} {'JVM MiB':>8}"
-          f" | {'pandas s':>8} {'load s':>7} {'KPIs s':>7} {'peak MiB':>9} {'est. MiB':>9} | headline")
+    print(COSTS_HEADER)
     for r in rows:
-        s, p = r["spark"], r["pandas"]
-        sp = s["result"]["phases"]
-        left = (f"{r['scale']:>5}x {r['lines']:>12,} | {s['wall']:8.1f} {sp['session start']:7.1f} {sp['load + validate']:7.1f} "
-                f"{sp['KPIs']:7.1f} {_mib(s['peak']):>9} {_mib(s['jvm']):>8}")
-        if "refused" in p["result"]:
-            right = f" | {'refused: too large for the local engine':>44} {_mib(r['estimate']):>9} | -"
-        else:
-            pp = p["result"]["phases"]
-            right = (f" | {p['wall']:8.1f} {pp['load + validate']:7.1f} {pp['KPIs']:7.1f} {_mib(p['peak']):>9} "
-                     f"{_mib(r['estimate']):>9} | {r['agree']}")
-        print(left + right)
+        print(cost_row(r))
     print("est. = the capacity check's estimate of pandas' rise over the interpreter (about 170 MiB after imports)")
     both = [r for r in rows if "refused" not in r["pandas"]["result"]]
     print(crossing([(r["lines"], r["spark"]["wall"]) for r in both], [(r["lines"], r["pandas"]["wall"]) for r in both], "time", "s"))
@@ -356,6 +368,7 @@ def bench(folders: dict[int, Path], cap: str, cap_bytes: int) -> None:
         ok = "refused" in pandas["result"] or agree(spark, pandas)
         rows.append({"scale": scale, "lines": spark["result"]["lines"], "spark": spark, "pandas": pandas,
                      "estimate": estimate_bytes(per_file), "agree": ok})
+        print(f"{COSTS_HEADER}\n{cost_row(rows[-1])}", flush=True)  # each scale's figures as soon as it is done
     largest = max(folders)
     print(f"\n(a) {largest}x ({rows[-1]['lines']:,} lines; the pandas engine's estimated need "
           f"{rows[-1]['estimate'] / GiB:.1f} GiB, {rows[-1]['estimate'] / cap_bytes:.1f}x the {cap} cap)")

@@ -190,6 +190,14 @@ def test_synthetic_shop_with_side_tables_equals_pandas(spark, tmp_path) -> None:
     report = kpi_report_spark(got.lines, got.customers, got.inventory, {"revenue_period": "week"})
     assert all("status" not in report[k] for k in ("engagement", "cohort_retention", "stockout_risk", "channels"))
     assert differences(report, want) == []
+    # an inventory without categories: each product's category is that of its first line, as locally
+    from features.kpis import run_kpi
+    from features.spark.kpis import prepare_spark, run_kpi_spark
+
+    bare = local.inventory.drop(columns=["category"])
+    want_stock = run_kpi("stockout_risk", local.lines, None, bare)
+    got_stock = run_kpi_spark("stockout_risk", prepare_spark(got.lines), None, bare)
+    assert want_stock["by_category"] and differences(got_stock, want_stock) == []
 
 
 def test_cli_engine_spark_prints_the_same_headline(spark, tmp_path) -> None:

@@ -35,7 +35,10 @@ def stockout_risk(data: SparkPrepared, inventory: Frame, demand_window_days: int
     ]
     with_category = key == "product_id" and "category" not in inventory.columns
     if with_category:  # the category of a product's first line, as the local engine takes it
-        branches.append(data.lines.join(side, "product_id").groupBy(f.col("product_id").alias("key"))
+        # each (product, category)'s first line by a hash aggregate (string keys, a long minimum), then the
+        # first category per product over those few rows: a min_by over every line would sort them all
+        firsts = data.lines.join(side, "product_id").groupBy("product_id", "category").agg(f.min("_seq").alias("_seq"))
+        branches.append(firsts.groupBy(f.col("product_id").alias("key"))
                         .agg(f.min_by("category", "_seq").alias("category")).select(f.lit("category").alias("set"), "*"))
     union = branches[0]
     for branch in branches[1:]:
