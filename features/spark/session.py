@@ -82,6 +82,10 @@ def spark_session(settings: SparkSettings | None = None) -> SparkSession:
         "spark.ui.enabled": "false",
         "spark.sql.session.timeZone": "UTC",
         "spark.sql.execution.arrow.pyspark.enabled": "true",
+        # file partitions of at most 32 MB (Spark's 128 MB packs ~8M Parquet lines into one task): the loader
+        # validates and caches each partition in one task, and at 19M lines under a 2 GB driver two 8M-line
+        # tasks' cache unrolling left their aggregate no memory (AGGREGATE_OUT_OF_MEMORY, bench/spark.py)
+        "spark.sql.files.maxPartitionBytes": "32m",
         "spark.ui.showConsoleProgress": "false",
         # the Python workers would print that warning once each (the driver filters it above)
         "spark.executorEnv.PYTHONWARNINGS": "ignore:PySpark does not yet fully support pandas:FutureWarning",
