@@ -108,7 +108,10 @@ def map_series(func: Callable[[SeriesTask], R], tasks: list[SeriesTask]) -> list
     """`func` over every task on Spark, one `applyInPandas` group per series; results in the tasks' order."""
     spark = session()
     frame, meta = long_frame(tasks)
-    groups = spark.createDataFrame(frame).groupBy("unique_id", "key")
+    # as many partitions as spark.sql.shuffle.partitions (at most one per series), fixed by number: adaptive
+    # execution coalesces a groupBy's shuffle of these few bytes into one partition, i.e. one core for every fit
+    parts = max(1, min(len(tasks), int(spark.conf.get("spark.sql.shuffle.partitions") or 1)))
+    groups = spark.createDataFrame(frame).repartition(parts, "unique_id", "key").groupBy("unique_id", "key")
     runner = GroupRunner(func, meta)
 
     def run(group: pd.DataFrame) -> pd.DataFrame:  # a plain function: Spark counts a callable's `self` as the key argument
