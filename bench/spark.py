@@ -64,7 +64,7 @@ def generate(out: Path, base_lines: int, scales: list[int], seed: int) -> dict[i
     customers = _plain_strings(pa.Table.from_pandas(shop.customers.drop(columns=["true_segment"]), preserve_index=False))
     inventory, chunk = shop.inventory, len(shop.lines)
     del shop
-    files = {s: max(1, round(base_lines * s / chunk)) for s in scales}
+    files = {s: max(1, math.ceil(base_lines * s / chunk - 1e-9)) for s in scales}  # at least base_lines x s lines
     largest = out / f"scale-{max(scales)}x"
     largest.mkdir(parents=True, exist_ok=True)
     for k in range(files[max(scales)]):
