@@ -40,6 +40,7 @@ from training import tracking
 from training.config import Tuning
 from training.family import Evaluation, TrialResult
 from training.places import _ahead, _places
+from training.worker_storage import WorkerStorage
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 log = logging.getLogger(__name__)
@@ -77,18 +78,19 @@ class WorkerResult:
     study_complete: int
 
 
-def storage_for(tuning: Tuning) -> RDBStorage | None:
-    """In memory without a URL; an RDB URL (sqlite:///, postgresql://) gets heartbeats and stale-trial retry."""
+def storage_for(tuning: Tuning) -> WorkerStorage | None:
+    """In memory without a URL; an RDB URL (sqlite:///, postgresql://) gets heartbeats and stale-trial retry,
+    behind the cache layer that answers this process's running trial from memory (`training.worker_storage`)."""
     if tuning.storage is None:
         return None
     with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna 5: the warning says nothing to a user
         warnings.simplefilter("ignore")
-        return RDBStorage(
+        return WorkerStorage(RDBStorage(
             tuning.storage,
             heartbeat_interval=tuning.heartbeat_interval,
             grace_period=tuning.grace_period,
             heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=tuning.max_retry),
-        )
+        ))
 
 
 def search_signature(family: Any, model_cfg: Any) -> dict[str, Any]:
