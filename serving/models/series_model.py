@@ -96,6 +96,11 @@ class SeriesModel:
     registered before calibration existed: the class default fills the attribute they lack).
     A combination (`method` "combo") forecasts the mean of its `members`' points, and the mean of
     their lower and upper bounds as its own interval (before any conformal calibration of its own).
+    `lower_limit` (0.0 where the fitted history never went below zero, as sales; None otherwise and in
+    models registered before it existed) floors the point forecasts and the bounds: a forecast of
+    negative sales, or a band reaching below zero, says nothing a user can act on. Flooring at a limit
+    every actual value respects never moves a forecast farther from the actual, nor takes it out of
+    an interval that held it.
     """
 
     unique_id: str
@@ -115,6 +120,7 @@ class SeriesModel:
     failure: str = ""  # the numerical error a SARIMAX fit fell back from ("" when none)
     conformal: Conformal | None = None
     members: tuple[SeriesModel, ...] = ()  # a combination's models (their own intervals, no conformal)
+    lower_limit: float | None = None  # 0.0 for a series that never went below zero (sales): no forecast goes below it
 
     def forecast(self, horizon: int, levels: list[int], user_exog: pd.DataFrame | None = None) -> pd.DataFrame:
         """step, ds, yhat and lo_/hi_ bounds for each level."""
@@ -138,7 +144,11 @@ class SeriesModel:
         else:
             mean, se = self._known_path(horizon)
             bounds = normal_bounds(mean, se, levels)
-        return starts, mean, bounds if self.conformal is None else self.conformal.apply(mean, bounds)
+        bounds = bounds if self.conformal is None else self.conformal.apply(mean, bounds)
+        if self.lower_limit is None:  # a series with negative values (net of returns), or a model from before
+            return starts, mean, bounds
+        low = self.lower_limit  # a limit the series never crossed: closer to any value it can take, never farther
+        return starts, np.maximum(mean, low), {lv: (np.maximum(lo, low), np.maximum(hi, low)) for lv, (lo, hi) in bounds.items()}
 
     def _known_path(self, horizon: int) -> tuple[np.ndarray, np.ndarray]:
         """Point forecasts and standard errors of steps 1..horizon when every regressor is known ahead.

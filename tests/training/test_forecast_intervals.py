@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pickle
 
 import numpy as np
 import pandas as pd
@@ -197,3 +198,30 @@ def test_config_switch_defaults_to_conformal_and_rejects_other_values():
     assert ForecastConfig().intervals == "conformal"
     with pytest.raises(ValidationError, match="intervals"):
         ForecastConfig(intervals="bootstrap")
+
+
+def test_sales_forecasts_and_bands_stay_at_or_above_zero() -> None:
+    """A series that never went below zero (sales) is never forecast below zero, and neither are its bands,
+    for every model type (here near zero, where the unfloored 95% bands reach far below it); a series with
+    negative values (revenue net of returns) keeps its bands as fitted, and so does a model pickled before
+    the floor existed (no `lower_limit`: the class default)."""
+    from training.forecast import Context, Spec, fit_series
+
+    rng = np.random.default_rng(3)
+    ds = pd.date_range("2020-01-06", periods=104, freq="W-MON")
+    sales = np.abs(rng.normal(0, 20, 104)).round()  # many weeks at or near zero
+    specs = [Spec(method="naive"), Spec(method="snaive"), Spec(order=(1, 1, 1)), Spec(method="ets"), Spec(method="theta")]
+    for spec in specs:
+        model = fit_series("s", sales, ds, None, spec, Context("W", 52))
+        fc = model.forecast(8, [80, 95])
+        assert model.lower_limit == 0.0
+        assert (fc[["yhat", "lo_80", "hi_80", "lo_95", "hi_95"]] >= 0).all().all(), (spec, fc)
+        old = pickle.loads(pickle.dumps(model))  # as registered before the floor: no `lower_limit` attribute
+        del old.__dict__["lower_limit"]
+        unfloored = old.forecast(8, [80, 95])
+        assert (unfloored["lo_95"] < 0).any(), spec  # the floor did something
+        assert np.allclose(fc["hi_95"], np.maximum(unfloored["hi_95"], 0)) and np.allclose(fc["lo_95"], np.maximum(unfloored["lo_95"], 0))
+
+    net = sales - 5  # some weeks below zero
+    model = fit_series("n", net, ds, None, Spec(method="naive"), Context("W", 52))
+    assert model.lower_limit is None and (model.forecast(8, [95])["lo_95"] < 0).any()

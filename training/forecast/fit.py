@@ -61,8 +61,10 @@ def fit_series(
     uid: str, y: np.ndarray, ds: pd.DatetimeIndex, user: pd.DataFrame | None, spec: Spec, ctx: Context, note: str = ""
 ) -> SeriesModel:
     """Fit `spec` on one series, or the documented fall-back (with the reason) where it cannot be."""
-    model = _fit_or_fall_back(uid, np.asarray(y, dtype="float64"), ds, user, spec, ctx, note)
+    y = np.asarray(y, dtype="float64")
+    model = _fit_or_fall_back(uid, y, ds, user, spec, ctx, note)
     model.recipe = spec.as_params()
+    model.lower_limit = 0.0 if len(y) and bool(np.all(y[np.isfinite(y)] >= 0)) else None
     return model
 
 
