@@ -15,9 +15,11 @@ is waiting. On PostgreSQL each statement costs 1-2 ms of CPU in SQLAlchemy's ORM
 - once the trial is finished its copy takes the state and values written and, in one one-column read, the
   completion time the database stamped: the `optimize` callbacks read it; it is dropped at the next finish;
 - "which trials are WAITING" is one `EXISTS`, and the full read only when one is;
-- a read of the study's unfinished trials less than `REUSE_SECONDS` old, with no write by this process since,
-  serves the next read: TPE (`constant_liar`, Optuna 5's default) reads them twice within a millisecond while
-  it samples a trial, and the second read is then the first, a moment earlier.
+- while a trial of this process runs, a read of the study's unfinished trials less than `REUSE_SECONDS` old,
+  with no write by this process since, serves the next read: TPE (`constant_liar`, Optuna 5's default)
+  reads them twice within a millisecond while it samples a trial, and the second read is then the first, a
+  moment earlier. Without a running trial of its own (a coordinator following the study) every read is
+  a read of the database.
 
 Every write still goes to the database before it returns, so what other workers and a crash see is the same
 as with Optuna's own layer. Written against Optuna 5.0 (`_CachedStorage`, `RDBStorage._create_new_trial`);
@@ -89,7 +91,9 @@ class WorkerStorage(_CachedStorage):
         return super().get_all_trials(study_id, deepcopy=deepcopy, states=states)
 
     def _read_trials_from_remote_storage(self, study_id: int) -> None:
-        if time.monotonic() - self._read_at.get(study_id, -REUSE_SECONDS) < REUSE_SECONDS:
+        with self._own_lock:  # only a sampler's reads, while a trial of ours runs: never a coordinator's
+            sampling = any(t.state == TrialState.RUNNING for t in self._own.values())
+        if sampling and time.monotonic() - self._read_at.get(study_id, float("-inf")) < REUSE_SECONDS:
             return
         super()._read_trials_from_remote_storage(study_id)
         self._read_at[study_id] = time.monotonic()

@@ -161,3 +161,14 @@ def test_fewer_statements_per_trial_than_optunas_cache(scheme: str, tmp_path: Pa
         theirs = count_statements(a, _CachedStorage(plain(a)), 10)
         ours = count_statements(b, WorkerStorage(plain(b)), 10)
     assert theirs >= 40 and ours <= theirs - 25, (theirs, ours)
+
+
+def test_a_process_without_a_running_trial_reads_the_database_every_time(url: str) -> None:
+    """A coordinator following the study (no trial of its own running) sees another worker's trial end at
+    once: reads are reused only while a trial of this process samples."""
+    follower = optuna.create_study(storage=WorkerStorage(plain(url)), study_name="s")
+    worker = optuna.load_study(study_name="s", storage=url)
+    trial = worker.ask()
+    assert [t.state for t in follower.get_trials(deepcopy=False)] == [TrialState.RUNNING]
+    worker.tell(trial, 1.0)
+    assert [t.state for t in follower.get_trials(deepcopy=False)] == [TrialState.COMPLETE]
