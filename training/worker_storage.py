@@ -110,8 +110,8 @@ class WorkerStorage(_CachedStorage):
     # ---------------------------------------------------------------- writes (database first, then the copy)
 
     def create_new_trial(self, study_id: int, template_trial: FrozenTrial | None = None) -> int:
-        self._read_at.clear()
         trial_id = super().create_new_trial(study_id, template_trial)
+        self._read_at.clear()
         with self._lock:
             _, number = self._trial_id_to_study_id_and_number[trial_id]
             created = self._studies[study_id].trials[number]
@@ -123,33 +123,30 @@ class WorkerStorage(_CachedStorage):
     def set_trial_param(
         self, trial_id: int, param_name: str, param_value_internal: float, distribution: distributions.BaseDistribution,
     ) -> None:
-        self._read_at.clear()
         super().set_trial_param(trial_id, param_name, param_value_internal, distribution)
         self._update(trial_id, lambda t: (t.distributions.__setitem__(param_name, distribution),
                                           t.params.__setitem__(param_name, distribution.to_external_repr(param_value_internal))))
 
     def set_trial_user_attr(self, trial_id: int, key: str, value: Any) -> None:
-        self._read_at.clear()
         super().set_trial_user_attr(trial_id, key, value)
         self._update(trial_id, lambda t: t.user_attrs.__setitem__(key, _stored(value)))
 
     def set_trial_system_attr(self, trial_id: int, key: str, value: Any) -> None:
-        self._read_at.clear()
         super().set_trial_system_attr(trial_id, key, value)
         self._update(trial_id, lambda t: t.system_attrs.__setitem__(key, _stored(value)))
 
     def set_trial_intermediate_value(self, trial_id: int, step: int, intermediate_value: float) -> None:
-        self._read_at.clear()
         super().set_trial_intermediate_value(trial_id, step, intermediate_value)
         self._update(trial_id, lambda t: t.intermediate_values.__setitem__(step, float(intermediate_value)))
 
     def set_trial_state_values(self, trial_id: int, state: TrialState, values: Sequence[float] | None = None) -> bool:
-        self._read_at.clear()
         try:
             changed = super().set_trial_state_values(trial_id, state, values)
         except Exception:
             self._forget(trial_id)  # finished elsewhere (stale heartbeat) or the database failed: read it back
             raise
+        finally:
+            self._read_at.clear()
         if state == TrialState.RUNNING:
             if changed:
                 with self._own_lock:
@@ -160,6 +157,9 @@ class WorkerStorage(_CachedStorage):
         return changed
 
     def _update(self, trial_id: int, change: Any) -> None:
+        """After a write to `trial_id`: no earlier read is reused (one made while the write was under way
+        included), and the kept copy takes the change."""
+        self._read_at.clear()
         with self._own_lock:
             own = self._own.get(trial_id)
             if own is not None:
