@@ -17,7 +17,7 @@ pyspark is imported inside functions: importing this module does not load it.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,7 +30,7 @@ from features.readers.normalise import _check_mapping
 from features.readers.tabular import read_file
 from features.source_config import DataSourceConfig, load_source_config
 from features.spark.tally import dedupe, quarantine_sample, summarise
-from features.spark.validate import Plan, normalise_batches, out_schema
+from features.spark.validate import ROWS_PER_PASS, Plan, normalise_batches, out_schema
 
 if TYPE_CHECKING:  # pragma: no cover
     from pyspark.sql import DataFrame, SparkSession
@@ -55,14 +55,17 @@ class SparkLoaded:
     source_digest: str = ""
 
 
-def load_spark(spark: SparkSession, config: str | Path | DataSourceConfig, sample_rows: int = SAMPLE_ROWS) -> SparkLoaded:
-    """Read, validate and de-duplicate a tabular source on Spark (module docstring)."""
+def load_spark(spark: SparkSession, config: str | Path | DataSourceConfig, sample_rows: int = SAMPLE_ROWS,
+               rows_per_pass: int = ROWS_PER_PASS) -> SparkLoaded:
+    """Read, validate and de-duplicate a tabular source on Spark (module docstring). `rows_per_pass`: how many
+    rows the workers' normaliser takes at a time (Arrow's batches are joined up to it)."""
     cfg = config if isinstance(config, DataSourceConfig) else load_source_config(config)
     if cfg.format not in TABULAR:
         raise SourceError(f"{cfg.source_file or cfg.name}: format {cfg.format!r} is not read by the Spark engine "
                           f"(it reads {', '.join(TABULAR)}); use engine: pandas")
     files = source_files(cfg)
     raw, plan = _raw_rows(spark, cfg, files)
+    plan = replace(plan, rows_per_pass=rows_per_pass)
     rows = _spread(spark, raw).mapInPandas(lambda batches: normalise_batches(batches, plan), out_schema(plan)).persist()
     try:
         tally = summarise(rows, plan, files)  # runs the validation once, filling the cache

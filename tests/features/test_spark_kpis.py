@@ -129,7 +129,7 @@ def _malformed_source(folder: Path) -> Path:
 
 def test_malformed_file_quarantined_like_local(spark, tmp_path) -> None:
     """Bad dates, non-numbers, missing ids, duplicates (within and across files), blank and header rows;
-    Arrow batches of 4 rows so a file spans several batches, one of them with no valid date."""
+    Arrow batches and normaliser passes of 4 rows so a file spans several passes, one of them with no valid date."""
     from features.spark.read import load_spark
 
     config = _malformed_source(tmp_path)
@@ -137,7 +137,7 @@ def test_malformed_file_quarantined_like_local(spark, tmp_path) -> None:
     old = spark.conf.get("spark.sql.execution.arrow.maxRecordsPerBatch")
     spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", "4")
     try:
-        got = load_spark(spark, config)
+        got = load_spark(spark, config, rows_per_pass=4)
     finally:
         spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", old)
     same_quarantine(got, local)
