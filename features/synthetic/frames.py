@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from features.contract import COLUMNS, STRING_COLUMNS
 from features.synthetic.customers import Arrays
@@ -63,13 +65,18 @@ def read(dir: Path) -> SyntheticData:
 
 
 def ids(prefix: str, numbers: np.ndarray, width: int) -> pd.Series:
-    """Vectorised "P0001"-style ids."""
-    return prefix + pd.Series(numbers, dtype="int64").astype("string").str.zfill(width)
+    """"P0001"-style ids of non-negative numbers (ids count up from 0 or 1, so 0..max is formatted once, in Arrow, and taken)."""
+    numbers = np.asarray(numbers, dtype=np.int64)
+    top = int(numbers.max()) + 1 if len(numbers) else 0
+    digits = pc.utf8_lpad(pa.array(np.arange(top, dtype=np.int64)).cast(pa.large_string()), width=width, padding="0")
+    text = pc.binary_join_element_wise(pa.scalar(prefix, pa.large_string()), digits, pa.scalar("", pa.large_string()))
+    return labels(text, numbers)
 
 
-def labels(values: list[str], codes: np.ndarray) -> pd.Series:
-    """String labels of integer codes, as a pandas string column."""
-    return pd.Series(pd.Categorical.from_codes(codes, categories=values)).astype("string")
+def labels(values: list[str] | pa.Array, codes: np.ndarray) -> pd.Series:
+    """String labels of integer codes, as a pandas string column (Arrow's `take`: no Python object per row)."""
+    taken = pa.array(values, type=pa.large_string()).take(pa.array(np.asarray(codes, dtype=np.int64)))
+    return pd.Series(pd.arrays.ArrowStringArray(taken))
 
 
 def lines_frame(lines: Arrays, orders: Arrays, products: Arrays, product_names: pd.Series, start: pd.Timestamp) -> pd.DataFrame:

@@ -24,9 +24,8 @@ def seasonal_multiplier(truth: dict[str, Any], category: str, dates: pd.Datetime
     return p["share"] * season * (1.0 + p["yearly_trend"] * years)
 
 
-def _pair_stats(sales: pd.DataFrame, anchor: str, items: list[str]) -> dict[str, dict[str, float]]:
-    """Realised confidence (anchor -> item) and lift of each bundle item over the sales orders."""
-    n_orders = order_count(sales["order_id"])
+def _pair_stats(sales: pd.DataFrame, n_orders: int, anchor: str, items: list[str]) -> dict[str, dict[str, float]]:
+    """Realised confidence (anchor -> item) and lift of each bundle item over the `n_orders` sales orders."""
     sub = sales[sales["product_id"].isin([anchor, *items])]
     orders_of = {p: set(o) for p, o in sub.groupby("product_id")["order_id"]}
     orders_of = {p: orders_of.get(p, set()) for p in [anchor, *items]}
@@ -63,11 +62,12 @@ def _segments(cust: Arrays) -> dict[str, Any]:
 
 def _bundles(frame: pd.DataFrame, product_ids: pd.Series, bundles: list[dict[str, Any]]) -> list[dict[str, Any]]:
     sales = frame.loc[~frame["returned"].to_numpy(), ["order_id", "product_id"]]
+    n_orders = order_count(sales["order_id"])
     out = []
     for b in bundles:
         items = [product_ids.iloc[i] for i in b["items"]]
         out.append({"items": items, "anchor": items[0], "attach_probability": b["attach_probability"],
-                    "observed": _pair_stats(sales, items[0], items[1:])})
+                    "observed": _pair_stats(sales, n_orders, items[0], items[1:])})
     return out
 
 
