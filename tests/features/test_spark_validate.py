@@ -58,7 +58,7 @@ def _plain(values: pd.Series) -> list:
     return [None if pd.isna(v) else v for v in values]
 
 
-def _same_as_local(config: Path, out: pd.DataFrame) -> None:
+def assert_same_as_local(config: Path, out: pd.DataFrame) -> None:
     local = load(config)
     lines = out[out["kind"] == "line"].sort_values("_row")
     assert lines["order_id"].tolist() == local.lines["order_id"].tolist()
@@ -75,7 +75,7 @@ def _same_as_local(config: Path, out: pd.DataFrame) -> None:
 @pytest.mark.parametrize(("batch_rows", "rows_per_pass"), [(10_000, 50_000), (3, 3), (2, 5)])
 def test_batches_and_passes_give_the_local_lines_and_quarantine(tmp_path, batch_rows, rows_per_pass) -> None:
     config = _source(tmp_path, TRICKY)
-    _same_as_local(config, _worker_output(config, batch_rows, rows_per_pass))
+    assert_same_as_local(config, _worker_output(config, batch_rows, rows_per_pass))
 
 
 def test_passes_join_arrow_batches_up_to_the_pass_size() -> None:

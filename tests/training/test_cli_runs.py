@@ -82,7 +82,7 @@ def invoke(*args: str):
     return runner.invoke(app, list(args))
 
 
-def refused(result, *words: str) -> None:
+def assert_refused(result, *words: str) -> None:
     assert result.exit_code == 2, result.output
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error:"), result.stderr
@@ -113,7 +113,7 @@ def test_runs_list_shows_job_runs_only_newest_first_in_80_columns(store: Path, e
     assert "holdout_mae, lower is better" in text
     result = runner.invoke(app, ["runs", "list", "shop-clv"], env={"COLUMNS": "80"})
     assert result.exit_code == 0 and max(len(line) for line in result.output.splitlines()) <= 80
-    refused(invoke("runs", "list", "no-such-experiment"), "no experiment 'no-such-experiment'", "shop-clv")
+    assert_refused(invoke("runs", "list", "no-such-experiment"), "no experiment 'no-such-experiment'", "shop-clv")
 
 
 # ---- runs compare ----
@@ -167,28 +167,28 @@ def test_compare_resolves_versions_and_aliases(store: Path, errors) -> None:
     report = json.loads(invoke("runs", "compare", "ecomlab-clv/1", "ecomlab-clv@champion", "--json").stdout)
     assert [r["run_id"] for r in report["runs"]] == [a, b]
     assert report["pairs"][0]["verdict"].startswith("ecomlab-clv@champion is better than ecomlab-clv/1")
-    refused(invoke("runs", "compare", "ecomlab-clv/1", "ecomlab-clv/9"), "unknown model version 'ecomlab-clv/9'")
-    refused(invoke("runs", "compare", "ecomlab-clv@nobody", a), "unknown alias 'ecomlab-clv@nobody'")
+    assert_refused(invoke("runs", "compare", "ecomlab-clv/1", "ecomlab-clv/9"), "unknown model version 'ecomlab-clv/9'")
+    assert_refused(invoke("runs", "compare", "ecomlab-clv@nobody", a), "unknown alias 'ecomlab-clv@nobody'")
 
 
 def test_compare_refusals_are_one_line(store: Path, errors) -> None:
     ok = fake_run("shop-clv", clv_losses(errors["base"]))
-    refused(invoke("runs", "compare", ok, "0123456789abcdef0123456789abcdef"), "unknown run id '0123456789abcdef")
-    refused(invoke("runs", "compare", ok), "at least two")
+    assert_refused(invoke("runs", "compare", ok, "0123456789abcdef0123456789abcdef"), "unknown run id '0123456789abcdef")
+    assert_refused(invoke("runs", "compare", ok), "at least two")
     segments = pd.DataFrame({"replicate": np.arange(20), "silhouette": np.linspace(0.3, 0.4, 20)})
     seg = fake_run("shop-seg", segments, family="segmenter", job="segment")
-    refused(invoke("runs", "compare", ok, seg), "clv run", "segmenter run", "one family")
+    assert_refused(invoke("runs", "compare", ok, seg), "clv run", "segmenter run", "one family")
     other_data = fake_run("shop-clv", clv_losses(errors["base"]), digest="ffffffff00")
-    refused(invoke("runs", "compare", ok, other_data), "different data", "d1gest00aa", "ffffffff00")
+    assert_refused(invoke("runs", "compare", ok, other_data), "different data", "d1gest00aa", "ffffffff00")
     other_split = fake_run("shop-clv", clv_losses(errors["base"]), cfg={"evaluation": {"seed": 7, "test_fraction": 0.3}})
-    refused(invoke("runs", "compare", ok, other_split), "different evaluation split")
+    assert_refused(invoke("runs", "compare", ok, other_split), "different evaluation split")
     fewer = fake_run("shop-clv", clv_losses(errors["base"][:250]))
-    refused(invoke("runs", "compare", ok, fewer), "different evaluation units")
+    assert_refused(invoke("runs", "compare", ok, fewer), "different evaluation units")
     old = fake_run("shop-clv", None, job="clv-2025")  # made before per-unit losses were logged
-    refused(invoke("runs", "compare", ok, old), old[:8], "clv-2025", "no per-unit losses", "ecomlab train CONFIG")
+    assert_refused(invoke("runs", "compare", ok, old), old[:8], "clv-2025", "no per-unit losses", "ecomlab train CONFIG")
     trial = fake_run("shop-clv", None, parent=ok)
-    refused(invoke("runs", "compare", ok, trial), "trial run", ok[:8])
-    refused(invoke("runs", "compare", ok, ok, "--json", "--markdown"), "choose one")
+    assert_refused(invoke("runs", "compare", ok, trial), "trial run", ok[:8])
+    assert_refused(invoke("runs", "compare", ok, ok, "--json", "--markdown"), "choose one")
 
 
 # ---- real job runs ----
