@@ -172,3 +172,76 @@ def test_a_process_without_a_running_trial_reads_the_database_every_time(url: st
     assert [t.state for t in follower.get_trials(deepcopy=False)] == [TrialState.RUNNING]
     worker.tell(trial, 1.0)
     assert [t.state for t in follower.get_trials(deepcopy=False)] == [TrialState.COMPLETE]
+
+
+def study_of_every_kind(url: str) -> tuple[RDBStorage, int]:
+    """A study holding trials in every state, with every kind of stored value (infinities, NaN, None as a
+    categorical choice, nested attributes), written by plain Optuna."""
+    storage = plain(url)
+    study = optuna.create_study(storage=storage, study_name="kinds")
+    study.enqueue_trial({"x": 0.25, "kind": None})
+    for value in (1.5, float("inf"), float("-inf")):
+        trial = study.ask()
+        trial.suggest_float("x", 1e-3, 10, log=True)
+        trial.suggest_categorical("kind", ["a", None])
+        trial.set_user_attr("nested", {"n": [1, (2, 3)], "s": "é"})
+        study.tell(trial, value)
+    pruned = study.ask()
+    for step, v in enumerate((0.5, float("nan"), float("inf"))):
+        pruned.report(v, step)
+    study.tell(pruned, state=TrialState.PRUNED)
+    study.tell(study.ask(), state=TrialState.FAIL)
+    running = study.ask()
+    running.suggest_int("k", 1, 9)
+    storage.set_trial_system_attr(running._trial_id, "note", ["x", 1])
+    study.enqueue_trial({"x": 2.0})
+    return storage, study._study_id
+
+
+def test_core_read_of_trials_equals_optunas(url: str) -> None:
+    """study_sql.read_trials gives what RDBStorage._get_trials gives, field by field and id by id, for the
+    reads the cache layer makes: everything, what is new since a finished trial, and that plus unfinished ones.
+    A study that does not exist raises Optuna's KeyError; one without trials gives none."""
+    from training import study_sql
+
+    storage, study_id = study_of_every_kind(url)
+    ids = [t._trial_id for t in storage.get_all_trials(study_id)]
+    unfinished = {t._trial_id for t in storage.get_all_trials(study_id) if not t.state.is_finished()}
+    assert len(ids) == 7 and len(unfinished) == 2  # the first enqueued trial was asked for; the second waits
+    for included, above in [(set(), -1), (set(), ids[2]), (unfinished, ids[2]), (unfinished, ids[-1]), ({ids[0], 10**6}, ids[3])]:
+        theirs = storage._get_trials(study_id, None, set(included), above)
+        ours = study_sql.read_trials(storage.engine, study_id, set(included), above)
+        assert [t._trial_id for t in ours] == [t._trial_id for t in theirs] and theirs
+        assert [fields(t) for t in ours] == [fields(t) for t in theirs]
+    empty = optuna.create_study(storage=storage, study_name="empty")._study_id
+    assert study_sql.read_trials(storage.engine, empty, set(), -1) == []
+    with pytest.raises(KeyError):
+        study_sql.read_trials(storage.engine, empty + 1000, set(), -1)
+
+
+def test_writes_the_layer_makes_itself_keep_optunas_checks(url: str) -> None:
+    """The one-statement writes to a running trial refuse what Optuna refuses (another distribution kind or
+    other choices under a name the study knows), and a second write of an attribute replaces the first, as
+    Optuna's path does; the kept copy stays what the database holds."""
+    storage = WorkerStorage(plain(url))
+    study = optuna.create_study(storage=storage, study_name="s")
+    first = study.ask()
+    first.suggest_int("k", 1, 9)
+    first.suggest_categorical("c", ["a", "b"])
+    study.tell(first, 1.0)
+    trial = study.ask()
+    with pytest.raises(ValueError, match="different distribution kind"):
+        trial.suggest_float("k", 1, 9)
+    with pytest.raises(ValueError, match="dynamic value space"):
+        trial.suggest_categorical("c", ["a", "b", "c"])
+    trial.suggest_int("k", 2, 5)
+    trial.set_user_attr("a", 1)
+    trial.set_user_attr("a", {"now": 2})
+    storage.set_trial_system_attr(trial._trial_id, "s", 1)
+    storage.set_trial_system_attr(trial._trial_id, "s", 3)
+    stored = plain(url).get_trial(trial._trial_id)
+    assert stored.params == {"k": trial.params["k"]} and stored.user_attrs == {"a": {"now": 2}} and stored.system_attrs == {"s": 3}
+    assert fields(storage.get_trial(trial._trial_id)) == fields(stored)
+    study.tell(trial, float("-inf"))
+    told = plain(url).get_trial(trial._trial_id)
+    assert told.values == [float("-inf")] and fields(storage.get_trial(trial._trial_id)) == fields(told)
