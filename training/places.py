@@ -11,6 +11,8 @@ import optuna
 from optuna.storages import RDBStorage
 from optuna.trial import TrialState
 
+from training import study_sql
+
 
 def _rdb(study: optuna.Study) -> RDBStorage | None:
     """The study's RDB storage (behind Optuna's cache layer), None for in-memory studies."""
@@ -25,16 +27,7 @@ def _places(study: optuna.Study) -> tuple[Counter[TrialState], int]:
     if rdb is None:
         stored = study.get_trials(deepcopy=False)
         return Counter(t.state for t in stored), sum(1 for t in stored if t.state == TrialState.FAIL and "error" in t.user_attrs)
-    import sqlalchemy as sa
-    from optuna.storages._rdb import models
-
-    trial, attr = models.TrialModel, models.TrialUserAttributeModel
-    query = (sa.select(trial.state, sa.func.count(), sa.func.count(attr.trial_id))
-             .select_from(trial)
-             .outerjoin(attr, sa.and_(attr.trial_id == trial.trial_id, attr.key == "error"))
-             .where(trial.study_id == study._study_id).group_by(trial.state))
-    with rdb.engine.connect() as conn:
-        rows = conn.execute(query).all()
+    rows = study_sql.state_counts(rdb.engine, study._study_id)
     counts = Counter({state: n for state, n, _ in rows})  # the column is an Enum of TrialState
     return counts, sum(errors for state, _, errors in rows if state == TrialState.FAIL)
 
@@ -45,11 +38,4 @@ def _ahead(study: optuna.Study, number: int) -> int:
     rdb = _rdb(study)
     if rdb is None:
         return sum(1 for t in study.get_trials(deepcopy=False, states=active) if t.number < number)
-    import sqlalchemy as sa
-    from optuna.storages._rdb import models
-
-    trial = models.TrialModel
-    query = sa.select(sa.func.count()).select_from(trial).where(
-        trial.study_id == study._study_id, trial.state.in_(active), trial.number < number)
-    with rdb.engine.connect() as conn:
-        return int(conn.execute(query).scalar_one())
+    return study_sql.count_ahead(rdb.engine, study._study_id, number, active)

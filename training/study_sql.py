@@ -73,6 +73,52 @@ def any_waiting(engine: sa.Engine, study_id: int) -> bool:
         return bool(conn.execute(statement, {"study_id": study_id}).scalar_one())
 
 
+def beat(engine: sa.Engine, trial_id: int) -> None:
+    """`RDBStorage.record_heartbeat`: the trial's heartbeat set to the database's current time (its row made
+    at the first beat). One transaction of one statement (two at the first beat), no ORM session."""
+    beats = TABLES["trial_heartbeats"]
+    update = _statement(("beat",), lambda: beats.update().where(beats.c.trial_id == sa.bindparam("id")).values(
+        heartbeat=sa.func.current_timestamp()).execution_options(preserve_rowcount=True))
+    first = _statement(("first beat",), lambda: beats.insert().values(trial_id=sa.bindparam("id"), heartbeat=sa.func.current_timestamp()))
+    with engine.begin() as conn:
+        if conn.execute(update, {"id": trial_id}).rowcount == 0:
+            conn.execute(first, {"id": trial_id})
+
+
+def stale_trial_ids(engine: sa.Engine, study_id: int, grace_seconds: float) -> list[int]:
+    """`RDBStorage._get_stale_trial_ids`: the study's RUNNING trials whose last heartbeat is more than
+    `grace_seconds` older than the database's current time (trials that never beat are not stale). One
+    statement: each running trial's heartbeat beside the database's time, compared here as Optuna compares."""
+    beats = TABLES["trial_heartbeats"]
+    statement = _statement(("stale",), lambda: sa.select(TRIALS.c.trial_id, beats.c.heartbeat, sa.func.now()).join_from(
+        TRIALS, beats, beats.c.trial_id == TRIALS.c.trial_id).where(
+        TRIALS.c.study_id == sa.bindparam("study_id"), TRIALS.c.state == TrialState.RUNNING))
+    with engine.connect() as conn:
+        rows = conn.execute(statement, {"study_id": study_id}).all()
+    grace = datetime.timedelta(seconds=grace_seconds)
+    return [trial_id for trial_id, heartbeat, now in rows if now.replace(tzinfo=None) - heartbeat > grace]
+
+
+def state_counts(engine: sa.Engine, study_id: int) -> list[tuple[TrialState, int, int]]:
+    """(state, trials, trials with an "error" user attribute) for each state the study's trials are in."""
+    attrs = TABLES["trial_user_attributes"]
+    statement = _statement(("states",), lambda: sa.select(TRIALS.c.state, sa.func.count(), sa.func.count(attrs.c.trial_id))
+                           .select_from(TRIALS)
+                           .outerjoin(attrs, sa.and_(attrs.c.trial_id == TRIALS.c.trial_id, attrs.c.key == "error"))
+                           .where(TRIALS.c.study_id == sa.bindparam("study_id")).group_by(TRIALS.c.state))
+    with engine.connect() as conn:
+        return [tuple(row) for row in conn.execute(statement, {"study_id": study_id})]
+
+
+def count_ahead(engine: sa.Engine, study_id: int, number: int, states: Sequence[TrialState]) -> int:
+    """The study's trials numbered below `number` in one of `states`."""
+    statement = _statement(("ahead",), lambda: sa.select(sa.func.count()).select_from(TRIALS).where(
+        TRIALS.c.study_id == sa.bindparam("study_id"), TRIALS.c.state.in_(sa.bindparam("states", expanding=True)),
+        TRIALS.c.number < sa.bindparam("number")))
+    with engine.connect() as conn:
+        return int(conn.execute(statement, {"study_id": study_id, "states": list(states), "number": number}).scalar_one())
+
+
 def local_time(utc: datetime.datetime | None) -> datetime.datetime | None:
     """A stored naive-UTC time as Optuna's `TrialModel` hands it out (naive local time)."""
     return None if utc is None else utc.replace(tzinfo=datetime.timezone.utc).astimezone().replace(tzinfo=None)

@@ -127,6 +127,17 @@ class WorkerStorage(_CachedStorage):
     def _any_waiting(self, study_id: int) -> bool:
         return study_sql.any_waiting(self._backend.engine, study_id)
 
+    # ---------------------------------------------------------------- heartbeats (Core: study_sql.py)
+
+    def record_heartbeat(self, trial_id: int) -> None:
+        study_sql.beat(self._backend.engine, trial_id)
+
+    def _get_stale_trial_ids(self, study_id: int) -> list[int]:
+        backend = self._backend
+        assert backend.heartbeat_interval is not None
+        grace = backend.grace_period if backend.grace_period is not None else 2 * backend.heartbeat_interval
+        return study_sql.stale_trial_ids(backend.engine, study_id, grace)
+
     # ---------------------------------------------------------------- writes (database first, then the copy)
 
     def create_new_trial(self, study_id: int, template_trial: FrozenTrial | None = None) -> int:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 
 from collections.abc import Iterator
+from datetime import timedelta
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -245,3 +246,29 @@ def test_writes_the_layer_makes_itself_keep_optunas_checks(url: str) -> None:
     study.tell(trial, float("-inf"))
     told = plain(url).get_trial(trial._trial_id)
     assert told.values == [float("-inf")] and fields(storage.get_trial(trial._trial_id)) == fields(told)
+
+
+def test_core_heartbeats_and_stale_trials_equal_optunas(url: str) -> None:
+    """study_sql.beat writes what RDBStorage.record_heartbeat writes (one row per trial, the database's time),
+    and study_sql.stale_trial_ids finds what RDBStorage._get_stale_trial_ids finds: running trials whose
+    beat is older than the grace period; a trial that never beat, or has finished, is not stale."""
+    from training import study_sql
+
+    storage = RDBStorage(url, heartbeat_interval=60, grace_period=120)
+    study = optuna.create_study(storage=storage, study_name="beats")
+    theirs, ours, silent, old, done = (study.ask()._trial_id for _ in range(5))
+    storage.record_heartbeat(theirs)
+    for trial_id in (ours, ours, old, done):
+        study_sql.beat(storage.engine, trial_id)
+    beats = study_sql.TABLES["trial_heartbeats"]
+    with storage.engine.begin() as conn:
+        stamped = dict(conn.execute(sa.select(beats.c.trial_id, beats.c.heartbeat)).all())
+        assert sorted(stamped) == sorted([theirs, ours, old, done])
+        assert abs(stamped[ours] - stamped[theirs]) < timedelta(seconds=30)
+        for trial_id in (old, done):
+            conn.execute(beats.update().where(beats.c.trial_id == trial_id).values(heartbeat=stamped[trial_id] - timedelta(hours=1)))
+    storage.set_trial_state_values(done, TrialState.COMPLETE, [1.0])
+    assert study_sql.stale_trial_ids(storage.engine, study._study_id, 120) == storage._get_stale_trial_ids(study._study_id) == [old]
+    study_sql.beat(storage.engine, old)  # beating again makes it live
+    assert study_sql.stale_trial_ids(storage.engine, study._study_id, 120) == storage._get_stale_trial_ids(study._study_id) == []
+    assert silent not in stamped

@@ -7,6 +7,7 @@ The slow tests start real `ecomlab train` processes against a throwaway PostgreS
 from __future__ import annotations
 
 import os
+import pickle
 import signal
 import subprocess
 import sys
@@ -31,7 +32,7 @@ from training import tracking
 from training.cli import app
 from training.config import load_job_config
 from training.families import family_for
-from training.jobs import study_name
+from training.jobs import HANDED_SPLIT, join_job, study_name
 from training.places import _ahead, _places, _rdb
 from training.tuning import collect, open_study
 
@@ -135,6 +136,32 @@ def _kill_mid_trial(start_worker: Callable[[], subprocess.Popen[str]], storage: 
 
 
 # ---- fast: collisions and usage ----
+
+
+def test_worker_started_by_the_job_tunes_on_the_data_it_is_handed(tracking_dir: Path, pg_storage: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker `--workers` starts gets the coordinator's train and valid data in a file (HANDED_SPLIT) and
+    tunes on them without loading the data or building features (here it could not: the data config is
+    gone); the study's data digest is still checked."""
+    uri = os.environ["MLFLOW_TRACKING_URI"]
+    job, model_cfg = load_job_config(write_job(tracking_dir, **{"tuning.n_trials": 2}), [f"tuning.storage={pg_storage}", *FAST])
+    family, name, loaded = family_for(job.family), study_name(job), load(job.data_path())
+    split = family.split(family.features(loaded, model_cfg), model_cfg)
+    handed = tracking_dir / "split.pickle"
+    tracking.setup(uri)
+    with tracking.parent_run(job.experiment, "handed", {}) as parent:
+        study = open_study(family, model_cfg, job.tuning, name)
+        study.set_user_attr("ecomlab.parent_run", parent)
+        study.set_user_attr("ecomlab.data_digest", "another digest")
+        handed.write_bytes(pickle.dumps((loaded.source_digest, split.train, split.valid)))
+        job.data_path().unlink()
+        monkeypatch.setenv(HANDED_SPLIT, str(handed))
+        with pytest.raises(ConfigError, match="differs from the data the job run"):
+            join_job(job, model_cfg, parent)
+        study.set_user_attr("ecomlab.data_digest", loaded.source_digest)
+        monkeypatch.setenv(HANDED_SPLIT, str(handed))
+        done = join_job(job, model_cfg, parent)
+    assert done.study_complete == 2 and HANDED_SPLIT not in os.environ  # read once: a process it starts loads its own
+    assert all(t.user_attrs["run"]["parent_run"] == parent for t in trials(pg_storage, name) if t.state == TrialState.COMPLETE)
 
 
 def test_place_counts_on_postgresql_equal_the_study_read_back(pg_storage: str) -> None:
