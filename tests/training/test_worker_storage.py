@@ -248,6 +248,7 @@ def test_writes_the_layer_makes_itself_keep_optunas_checks(url: str) -> None:
     assert told.values == [float("-inf")] and fields(storage.get_trial(trial._trial_id)) == fields(told)
 
 
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage:UserWarning", "ignore::optuna.exceptions.ExperimentalWarning")
 def test_core_heartbeats_and_stale_trials_equal_optunas(url: str) -> None:
     """study_sql.beat writes what RDBStorage.record_heartbeat writes (one row per trial, the database's time),
     and study_sql.stale_trial_ids finds what RDBStorage._get_stale_trial_ids finds: running trials whose
