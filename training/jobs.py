@@ -183,9 +183,12 @@ def _tune_on_workers(
     with tempfile.TemporaryDirectory(prefix="ecomlab-workers-") as folder:
         if job.engine == "pandas":  # Spark frames live in this process's session
             handed = Path(folder) / "split.pickle"
-            with handed.open("wb") as out:
-                pickle.dump((digest, split.train, split.valid), out, protocol=pickle.HIGHEST_PROTOCOL)
-            env[HANDED_SPLIT] = str(handed)
+            try:
+                with handed.open("wb") as out:
+                    pickle.dump((digest, split.train, split.valid), out, protocol=pickle.HIGHEST_PROTOCOL)
+                env[HANDED_SPLIT] = str(handed)
+            except (pickle.PicklingError, TypeError, AttributeError) as exc:  # the workers load the data themselves
+                log.warning("the workers load the data themselves: the tuning data cannot be handed over (%s)", exc)
         logs = [Path(folder) / f"worker-{i}.log" for i in range(workers.count)]
         procs = [subprocess.Popen(command, stdout=log.open("w"), stderr=subprocess.STDOUT, env=env) for log in logs]
         reported: set[int] = set()
